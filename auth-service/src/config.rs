@@ -1,0 +1,224 @@
+//! Settings from the environment (API.md's table), typed and validated once at start. A bad
+//! value stops the service with one line naming the variable.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use shared::db::DatabaseUrl;
+
+/// A secret that never prints.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BootstrapAdmin {
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen_addr: SocketAddr,
+    pub database_url: DatabaseUrl,
+    /// `None`: the in-process revocation store (single node).
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel, so deployments and tests can share a server.
+    pub redis_key_prefix: String,
+    pub keys_dir: PathBuf,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: u64,
+    pub refresh_ttl: u64,
+    pub leeway: u64,
+    pub bootstrap_admin: Option<BootstrapAdmin>,
+    /// `Secure` on auth cookies; turn off only for local plain-http use.
+    pub cookie_secure: bool,
+    /// Seconds the JWKS may be cached by verifiers (`Cache-Control: max-age`).
+    pub jwks_max_age: u64,
+    /// HTTP worker threads; one per core when unset.
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn invalid(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars().collect())
+    }
+
+    /// Builds settings from a variable map; tests pass their own instead of touching the process
+    /// environment.
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let seconds = |var: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(raw) => match raw.parse::<u64>() {
+                    Ok(n) if n >= min => Ok(n),
+                    Ok(_) => Err(invalid(var, format!("must be at least {min}"))),
+                    Err(_) => Err(invalid(var, format!("expected whole seconds, got {raw:?}"))),
+                },
+            }
+        };
+
+        let listen_addr = get("LISTEN_ADDR")
+            .unwrap_or("0.0.0.0:8081")
+            .parse()
+            .map_err(|_| invalid("LISTEN_ADDR", "expected HOST:PORT, e.g. 0.0.0.0:8081"))?;
+        let database_url = match get("DATABASE_URL") {
+            Some(raw) => DatabaseUrl::parse(raw).map_err(|p| invalid("DATABASE_URL", p))?,
+            None => DatabaseUrl::Sqlite(PathBuf::from("data/auth.db")),
+        };
+        let redis_url = match get("REDIS_URL") {
+            Some(raw) if raw.starts_with("redis://") || raw.starts_with("rediss://") => {
+                Some(raw.to_owned())
+            }
+            Some(_) => return Err(invalid("REDIS_URL", "expected redis://HOST:PORT")),
+            None => None,
+        };
+        let issuer = get("JWT_ISSUER").unwrap_or("authbooks").to_owned();
+        let audience = get("JWT_AUDIENCE").unwrap_or("authbooks-api").to_owned();
+        let access_ttl = seconds("ACCESS_TOKEN_TTL", 900, 1)?;
+        let refresh_ttl = seconds("REFRESH_TOKEN_TTL", 2_592_000, 1)?;
+        if refresh_ttl < access_ttl {
+            return Err(invalid(
+                "REFRESH_TOKEN_TTL",
+                "must not be shorter than ACCESS_TOKEN_TTL",
+            ));
+        }
+        let bootstrap_admin = match (
+            get("AUTH_BOOTSTRAP_ADMIN_USERNAME"),
+            get("AUTH_BOOTSTRAP_ADMIN_PASSWORD"),
+        ) {
+            (Some(username), Some(password)) => Some(BootstrapAdmin {
+                username: username.to_owned(),
+                password: Secret::new(password),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "AUTH_BOOTSTRAP_ADMIN_PASSWORD",
+                    "must be set together with AUTH_BOOTSTRAP_ADMIN_USERNAME",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "AUTH_BOOTSTRAP_ADMIN_USERNAME",
+                    "must be set together with AUTH_BOOTSTRAP_ADMIN_PASSWORD",
+                ))
+            }
+        };
+        let cookie_secure = match get("AUTH_COOKIE_SECURE") {
+            None | Some("true") | Some("1") => true,
+            Some("false") | Some("0") => false,
+            Some(_) => return Err(invalid("AUTH_COOKIE_SECURE", "expected true or false")),
+        };
+
+        Ok(Settings {
+            listen_addr,
+            database_url,
+            redis_url,
+            redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or("authbooks:").to_owned(),
+            keys_dir: PathBuf::from(get("AUTH_KEYS_DIR").unwrap_or("data/keys")),
+            issuer,
+            audience,
+            access_ttl,
+            refresh_ttl,
+            leeway: seconds("JWT_LEEWAY", 30, 0)?,
+            bootstrap_admin,
+            cookie_secure,
+            jwks_max_age: seconds("JWKS_MAX_AGE", 300, 0)?,
+            workers: match get("HTTP_WORKERS") {
+                None => None,
+                Some(raw) => Some(
+                    raw.parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| invalid("HTTP_WORKERS", "expected a positive number"))?,
+                ),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = Settings::from_vars(HashMap::new()).unwrap();
+        assert_eq!(s.listen_addr.port(), 8081);
+        assert_eq!(s.database_url, DatabaseUrl::Sqlite("data/auth.db".into()));
+        assert!(s.redis_url.is_none());
+        assert_eq!(
+            (s.access_ttl, s.refresh_ttl, s.leeway),
+            (900, 2_592_000, 30)
+        );
+        assert_eq!(
+            (s.issuer.as_str(), s.audience.as_str()),
+            ("authbooks", "authbooks-api")
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = Settings::from_vars(vars(&[("ACCESS_TOKEN_TTL", "15m")])).unwrap_err();
+        assert_eq!(err.var, "ACCESS_TOKEN_TTL");
+        let err = Settings::from_vars(vars(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        let err =
+            Settings::from_vars(vars(&[("AUTH_BOOTSTRAP_ADMIN_USERNAME", "root")])).unwrap_err();
+        assert_eq!(err.var, "AUTH_BOOTSTRAP_ADMIN_PASSWORD");
+        assert!(err
+            .to_string()
+            .starts_with("invalid configuration: AUTH_BOOTSTRAP_ADMIN_PASSWORD"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Settings::from_vars(vars(&[
+            ("AUTH_BOOTSTRAP_ADMIN_USERNAME", "root"),
+            ("AUTH_BOOTSTRAP_ADMIN_PASSWORD", "hunter2hunter2"),
+        ]))
+        .unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

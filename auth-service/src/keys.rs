@@ -1,0 +1,234 @@
+//! Signing keys: RSA-2048 PKCS#8 PEM files in `AUTH_KEYS_DIR`, parsed once into aws-lc-rs key
+//! pairs. RustCrypto `rsa` is used only to generate a missing key (its private-key operations are
+//! not constant-time, RUSTSEC-2023-0071, so it never signs).
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::digest;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{KeyPair, RsaKeyPair, RSA_PKCS1_SHA256};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use shared::jwks::{Jwk, Jwks};
+
+const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
+const PEM_END: &str = "-----END PRIVATE KEY-----";
+const MIN_MODULUS_BYTES: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read keys directory {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0} is not an RSA PKCS#8 PEM private key of at least 2048 bits")]
+    BadKey(String),
+    #[error("key generation failed: {0}")]
+    Generate(String),
+}
+
+/// One private key, parsed once. Deliberately without `Debug`.
+pub struct SigningKey {
+    kid: String,
+    pair: RsaKeyPair,
+    jwk: Jwk,
+    /// `base64url({"alg":"RS256","typ":"JWT","kid":...})`, the same for every token.
+    encoded_header: String,
+    rng: SystemRandom,
+}
+
+impl SigningKey {
+    pub fn from_pkcs8_pem(pem: &str, name: &str) -> Result<Self, KeyError> {
+        let der = pem_to_der(pem).ok_or_else(|| KeyError::BadKey(name.into()))?;
+        let pair = RsaKeyPair::from_pkcs8(&der).map_err(|_| KeyError::BadKey(name.into()))?;
+        if pair.public_modulus_len() < MIN_MODULUS_BYTES {
+            return Err(KeyError::BadKey(name.into()));
+        }
+        let public = pair.public_key();
+        let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
+        let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
+        let kid = thumbprint(&n, &e);
+        let header = serde_json::json!({ "alg": "RS256", "typ": "JWT", "kid": kid });
+        let encoded_header = URL_SAFE_NO_PAD.encode(header.to_string());
+        Ok(Self {
+            jwk: Jwk::rsa_signing(kid.clone(), n, e),
+            kid,
+            pair,
+            encoded_header,
+            rng: SystemRandom::new(),
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn jwk(&self) -> &Jwk {
+        &self.jwk
+    }
+
+    /// A compact JWS of `payload` (already JSON): header and payload base64url-encoded, signed
+    /// RS256 with the pre-parsed key.
+    pub fn sign_jwt(&self, payload: &[u8]) -> Result<String, KeyError> {
+        let mut token = String::with_capacity(self.encoded_header.len() + payload.len() * 2 + 350);
+        token.push_str(&self.encoded_header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let signature = self.sign(token.as_bytes())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Ok(token)
+    }
+
+    /// RSASSA-PKCS1-v1_5 with SHA-256 over `message`.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let mut signature = vec![0; self.pair.public_modulus_len()];
+        self.pair
+            .sign(&RSA_PKCS1_SHA256, &self.rng, message, &mut signature)
+            .map_err(|_| KeyError::Generate("signing failed".into()))?;
+        Ok(signature)
+    }
+}
+
+/// RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order, no spaces.
+pub fn thumbprint(n: &str, e: &str) -> String {
+    let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes()))
+}
+
+fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
+    let start = pem.find(PEM_BEGIN)? + PEM_BEGIN.len();
+    let end = pem[start..].find(PEM_END)? + start;
+    let body: String = pem[start..end].split_whitespace().collect();
+    STANDARD.decode(body).ok()
+}
+
+/// Every key in the directory; the newest (by file name, which starts with its creation time)
+/// signs, and all of them are published so tokens signed by older keys still verify.
+pub struct KeyRing {
+    keys: Vec<SigningKey>,
+}
+
+impl KeyRing {
+    /// Loads `*.pem` from `dir`, generating a first key when there is none.
+    pub async fn load_or_generate(dir: &Path) -> Result<Self, KeyError> {
+        let io = |e| KeyError::Io(dir.display().to_string(), e);
+        tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        if pem_files(dir)?.is_empty() {
+            let dir = dir.to_owned();
+            tokio::task::spawn_blocking(move || generate_key_file(&dir))
+                .await
+                .map_err(|e| KeyError::Generate(e.to_string()))??;
+        }
+        let mut keys = Vec::new();
+        for path in pem_files(dir)? {
+            let name = path.display().to_string();
+            let pem = tokio::fs::read_to_string(&path).await.map_err(io)?;
+            keys.push(SigningKey::from_pkcs8_pem(&pem, &name)?);
+        }
+        Ok(Self { keys })
+    }
+
+    pub fn signing_key(&self) -> &SigningKey {
+        // `load_or_generate` never builds an empty ring.
+        &self.keys[self.keys.len() - 1]
+    }
+
+    pub fn jwks(&self) -> Jwks {
+        Jwks {
+            keys: self.keys.iter().map(|k| k.jwk().clone()).collect(),
+        }
+    }
+}
+
+fn pem_files(dir: &Path) -> Result<Vec<PathBuf>, KeyError> {
+    let read = std::fs::read_dir(dir).map_err(|e| KeyError::Io(dir.display().to_string(), e))?;
+    let mut files: Vec<PathBuf> = read
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|p| p.extension().is_some_and(|ext| ext == "pem"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Generates an RSA-2048 key and writes it with mode 0600, via a temporary file and a rename so
+/// a concurrent reader never sees half a key. Slow (hundreds of ms): run on a blocking thread.
+pub fn generate_key_file(dir: &Path) -> Result<PathBuf, KeyError> {
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+        .map_err(|e| KeyError::Generate(e.to_string()))?;
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| KeyError::Generate(e.to_string()))?;
+    let name = format!(
+        "key-{}-{}.pem",
+        shared::now_unix(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let path = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let io = |e| KeyError::Io(dir.display().to_string(), e);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    file.write_all(pem.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    tracing::info!(file = %path.display(), "generated a new RSA-2048 signing key");
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc7638_example_thumbprint() {
+        // The example key of RFC 7638, section 3.1.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        assert_eq!(
+            thumbprint(n, "AQAB"),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+
+    #[test]
+    fn generated_keys_are_private_and_sign_verifiable_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = generate_key_file(dir.path()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+
+        let pem = std::fs::read_to_string(&path).unwrap();
+        let key = SigningKey::from_pkcs8_pem(&pem, "test").unwrap();
+        let token = key.sign_jwt(br#"{"sub":"1"}"#).unwrap();
+        let jwk = key.jwk();
+        let decoding = jsonwebtoken::DecodingKey::from_rsa_components(
+            jwk.n.as_deref().unwrap(),
+            jwk.e.as_deref().unwrap(),
+        )
+        .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).unwrap();
+        assert_eq!(data.claims["sub"], "1");
+        assert_eq!(data.header.kid.as_deref(), Some(key.kid()));
+    }
+
+    #[test]
+    fn garbage_is_not_a_key() {
+        assert!(SigningKey::from_pkcs8_pem("not a key", "x").is_err());
+        let bogus = format!("{PEM_BEGIN}\nAAAA\n{PEM_END}\n");
+        assert!(SigningKey::from_pkcs8_pem(&bogus, "x").is_err());
+    }
+}

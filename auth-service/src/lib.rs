@@ -1,0 +1,16 @@
+//! auth-service: accounts, password login and RS256 token pairs, with the public keys published
+//! as a JWKS so every other service verifies tokens on its own.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod keys;
+pub mod password;
+pub mod routes;
+pub mod schema;
+pub mod startup;
+pub mod store;
+pub mod tokens;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -1,0 +1,125 @@
+//! argon2id with OWASP's parameters, always on the blocking pool.
+
+use std::sync::OnceLock;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use crate::domain::Password;
+
+/// OWASP Password Storage Cheat Sheet: m=19 MiB, t=2, p=1.
+pub const MEMORY_KIB: u32 = 19_456;
+pub const ITERATIONS: u32 = 2;
+pub const PARALLELISM: u32 = 1;
+
+fn hasher() -> Argon2<'static> {
+    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
+        .unwrap_or_else(|_| Params::default());
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// A PHC string of a random password, verified against when the user does not exist so that an
+/// unknown username costs the same as a wrong password.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        hasher()
+            .hash_password(uuid::Uuid::new_v4().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing failed: {0}")]
+pub struct HashError(String);
+
+/// Hashes on the calling thread: call it from `spawn_blocking`.
+pub fn hash(password: &Password) -> Result<String, HashError> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    hasher()
+        .hash_password(password.expose().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| HashError(e.to_string()))
+}
+
+pub enum Verdict {
+    Valid { needs_rehash: bool },
+    Invalid,
+}
+
+/// Verifies against `stored`, or against the dummy hash when there is no user, so both paths do
+/// one full argon2 computation. Call it from `spawn_blocking`.
+pub fn verify(password: &str, stored: Option<&str>) -> Verdict {
+    let phc = stored.unwrap_or_else(|| dummy_hash());
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return Verdict::Invalid;
+    };
+    // The parameters come from the PHC string itself, so old hashes still verify.
+    let ok = Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    if ok && stored.is_some() {
+        Verdict::Valid {
+            needs_rehash: is_outdated(&parsed),
+        }
+    } else {
+        Verdict::Invalid
+    }
+}
+
+fn is_outdated(parsed: &PasswordHash<'_>) -> bool {
+    if parsed.algorithm.as_str() != "argon2id" {
+        return true;
+    }
+    match Params::try_from(parsed) {
+        Ok(p) => p.m_cost() < MEMORY_KIB || p.t_cost() < ITERATIONS || p.p_cost() < PARALLELISM,
+        Err(_) => true,
+    }
+}
+
+/// Warms the dummy hash so the first unknown-user login is not slower than the rest.
+pub fn warm_up() {
+    let _ = dummy_hash();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_argon2id_phc_with_owasp_parameters() {
+        let phc = hash(&Password::parse("correct horse").unwrap()).unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(matches!(
+            verify("correct horse", Some(&phc)),
+            Verdict::Valid {
+                needs_rehash: false
+            }
+        ));
+        assert!(matches!(
+            verify("wrong horse", Some(&phc)),
+            Verdict::Invalid
+        ));
+        assert!(matches!(verify("correct horse", None), Verdict::Invalid));
+    }
+
+    #[test]
+    fn weaker_hashes_verify_and_ask_for_a_rehash() {
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(4096, 1, 1, None).unwrap(),
+        );
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        let phc = weak
+            .hash_password(b"old password", &salt)
+            .unwrap()
+            .to_string();
+        assert!(matches!(
+            verify("old password", Some(&phc)),
+            Verdict::Valid { needs_rehash: true }
+        ));
+    }
+}

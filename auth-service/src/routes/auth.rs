@@ -1,0 +1,255 @@
+//! `/auth/*`: accounts, password login, refresh rotation, logout.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use shared::{AccessClaims, RefreshClaims, Revocation, RevocationEntry, Role, TokenError};
+
+use crate::domain::{Password, Username};
+use crate::error::AuthError;
+use crate::password::{self, Verdict};
+use crate::startup::AppState;
+use crate::store::User;
+use crate::tokens::Subject;
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/auth")
+            .route("/register", web::post().to(register))
+            .route("/login", web::post().to(login))
+            .route("/refresh", web::post().to(refresh))
+            .route("/logout", web::post().to(logout))
+            .route("/me", web::get().to(me)),
+    );
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct UserBody {
+    id: String,
+    username: String,
+    roles: Vec<Role>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<String>,
+}
+
+impl UserBody {
+    fn of(user: &User, with_created_at: bool) -> Self {
+        UserBody {
+            id: user.id.clone(),
+            username: user.username.clone(),
+            roles: user.roles.clone(),
+            created_at: with_created_at.then(|| {
+                chrono::DateTime::from_timestamp_millis(user.created_at)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            }),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AuthError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AuthError::Unexpected(format!("blocking task failed: {e}")))
+}
+
+async fn register(
+    state: web::Data<AppState>,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, AuthError> {
+    let mut fields = BTreeMap::new();
+    let username = Username::parse(&body.username)
+        .map_err(|p| fields.insert("username".to_owned(), p.to_owned()))
+        .ok();
+    let password = Password::parse(&body.password)
+        .map_err(|p| fields.insert("password".to_owned(), p.to_owned()))
+        .ok();
+    let (Some(username), Some(password)) = (username, password) else {
+        return Err(AuthError::Validation(fields));
+    };
+    let hash = blocking(move || password::hash(&password))
+        .await?
+        .map_err(|e| AuthError::Unexpected(e.to_string()))?;
+    let user = state
+        .users
+        .create(username.as_str().to_owned(), hash, vec![Role::User])
+        .await?;
+    state.metrics.inc("auth_registrations_total");
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", "/auth/me"))
+        .json(UserBody::of(&user, false)))
+}
+
+async fn login(
+    state: web::Data<AppState>,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, AuthError> {
+    let Credentials { username, password } = body.into_inner();
+    // A name that could never have been registered still costs one verification.
+    let user = match Username::parse(&username) {
+        Ok(name) => state.users.by_username(name.as_str().to_owned()).await?,
+        Err(_) => None,
+    };
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let verdict = {
+        let password = password.clone();
+        blocking(move || password::verify(&password, stored.as_deref())).await?
+    };
+    let (user, needs_rehash) = match (user, verdict) {
+        (Some(user), Verdict::Valid { needs_rehash }) => (user, needs_rehash),
+        _ => {
+            state.metrics.inc("auth_logins_total{result=\"failure\"}");
+            return Err(AuthError::InvalidCredentials);
+        }
+    };
+    if needs_rehash {
+        rehash(&state, &user, password).await;
+    }
+    let family = uuid::Uuid::new_v4().to_string();
+    let pair = state.tokens.issue_pair(&subject(&user), true, &family)?;
+    state.metrics.inc("auth_logins_total{result=\"success\"}");
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(pair.body))
+}
+
+/// Upgrades a hash made with older parameters. Failure is logged, never fatal to the login.
+async fn rehash(state: &AppState, user: &User, password: String) {
+    let Ok(password) = Password::parse(&password) else {
+        return;
+    };
+    let hashed = blocking(move || password::hash(&password)).await;
+    if let Ok(Ok(hash)) = hashed {
+        if let Err(err) = state.users.set_password_hash(user.id.clone(), hash).await {
+            tracing::warn!(error = %err, "password rehash failed");
+        }
+    }
+}
+
+fn subject(user: &User) -> Subject<'_> {
+    Subject {
+        id: &user.id,
+        username: &user.username,
+        roles: &user.roles,
+    }
+}
+
+async fn refresh(
+    state: web::Data<AppState>,
+    claims: RefreshClaims,
+) -> Result<HttpResponse, AuthError> {
+    let expires_at = claims.exp + state.leeway as i64;
+    // Atomic across instances: of two concurrent uses of one refresh token, one wins.
+    if !state
+        .revocations
+        .spend_once(&claims.jti, expires_at)
+        .await?
+    {
+        if let Some(fam) = &claims.fam {
+            state
+                .revocations
+                .revoke(RevocationEntry {
+                    target: Revocation::Family { fam: fam.clone() },
+                    expires_at: shared::now_unix()
+                        + (state.tokens.refresh_ttl + state.leeway) as i64,
+                })
+                .await?;
+        }
+        state.metrics.inc("auth_refresh_reuse_total");
+        return Err(TokenError::RefreshReused.into());
+    }
+    // Roles are read again so a change applies at the next refresh.
+    let user = state
+        .users
+        .by_id(claims.sub.clone())
+        .await?
+        .ok_or(TokenError::Invalid("the user no longer exists"))?;
+    let family = claims
+        .fam
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let pair = state.tokens.issue_pair(&subject(&user), false, &family)?;
+    state.metrics.inc("auth_refreshes_total");
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(pair.body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogoutBody {
+    refresh_token: Option<String>,
+}
+
+async fn logout(
+    state: web::Data<AppState>,
+    claims: AccessClaims,
+    body: web::Bytes,
+) -> Result<HttpResponse, AuthError> {
+    let body: Option<LogoutBody> = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(serde_json::from_slice(&body).map_err(|e| {
+            if e.is_data() {
+                AuthError::field("refresh_token", "expected {\"refresh_token\": \"<jwt>\"}")
+            } else {
+                AuthError::BadRequest("the body is not valid JSON")
+            }
+        })?)
+    };
+    let leeway = state.leeway as i64;
+    let mut entries = vec![RevocationEntry {
+        target: Revocation::Token {
+            jti: claims.jti.clone(),
+        },
+        expires_at: claims.exp + leeway,
+    }];
+    if let Some(token) = body.and_then(|b| b.refresh_token) {
+        match state.auth.verifier.verify_refresh(&token) {
+            Ok(refresh) if refresh.sub != claims.sub => {
+                return Err(TokenError::Invalid("the refresh token belongs to another user").into())
+            }
+            Ok(refresh) => {
+                entries.push(RevocationEntry {
+                    target: Revocation::Token {
+                        jti: refresh.jti.clone(),
+                    },
+                    expires_at: refresh.exp + leeway,
+                });
+                // The whole session ends: every token descending from that login.
+                if let Some(fam) = &refresh.fam {
+                    entries.push(RevocationEntry {
+                        target: Revocation::Family { fam: fam.clone() },
+                        expires_at: refresh.exp + leeway,
+                    });
+                }
+            }
+            // Already dead: nothing left to revoke.
+            Err(TokenError::Expired) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    for entry in entries {
+        state.revocations.revoke(entry).await?;
+    }
+    state.metrics.inc("auth_logouts_total");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn me(state: web::Data<AppState>, claims: AccessClaims) -> Result<HttpResponse, AuthError> {
+    let user = state
+        .users
+        .by_id(claims.sub.clone())
+        .await?
+        .ok_or(TokenError::Invalid("the user no longer exists"))?;
+    Ok(HttpResponse::Ok().json(UserBody::of(&user, true)))
+}

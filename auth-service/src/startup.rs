@@ -1,0 +1,201 @@
+//! Building and running the service: settings in, a bound server out.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use shared::error::rejections;
+use shared::revocation::{MemoryRevocations, RedisRevocations, RevocationStore};
+use shared::{AuthContext, KeySet, Metrics, Role, TokenVerifier, VerifierConfig};
+
+use crate::config::Settings;
+use crate::domain::{Password, Username};
+use crate::error::AuthError;
+use crate::keys::KeyRing;
+use crate::routes;
+use crate::store::UserStore;
+use crate::tokens::TokenIssuer;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// How long start-up waits for PostgreSQL and Redis before giving up.
+const DEPENDENCY_WAIT: Duration = Duration::from_secs(30);
+
+/// Everything a handler needs, shared by every worker.
+pub struct AppState {
+    pub users: UserStore,
+    pub tokens: TokenIssuer,
+    pub revocations: Arc<dyn RevocationStore>,
+    pub auth: web::Data<AuthContext>,
+    pub metrics: web::Data<Metrics>,
+    pub leeway: u64,
+    pub jwks_max_age: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartupError(String);
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let keys = Arc::new(
+            KeyRing::load_or_generate(&settings.keys_dir)
+                .await
+                .map_err(|e| StartupError(format!("AUTH_KEYS_DIR: {e}")))?,
+        );
+        let database_url = settings.database_url.clone();
+        let pool = tokio::task::spawn_blocking(move || {
+            shared::db::connect_and_migrate(&database_url, MIGRATIONS, DEPENDENCY_WAIT)
+        })
+        .await
+        .map_err(|e| StartupError(e.to_string()))?
+        .map_err(|e| StartupError(format!("DATABASE_URL: {e}")))?;
+        let revocations = revocation_store(&settings).await?;
+        let users = UserStore::new(pool);
+        if let Some(admin) = &settings.bootstrap_admin {
+            bootstrap_admin(&users, &admin.username, admin.password.expose()).await?;
+        }
+        crate::password::warm_up();
+
+        let verifier = TokenVerifier::new(
+            &VerifierConfig {
+                issuer: settings.issuer.clone(),
+                audience: settings.audience.clone(),
+                leeway: settings.leeway,
+            },
+            KeySet::from_jwks(&keys.jwks()),
+        );
+        let auth = web::Data::new(AuthContext {
+            verifier: Arc::new(verifier),
+            revocations: revocations.clone(),
+            key_refresher: None,
+            accept_cookies: true,
+        });
+        let metrics = web::Data::new(Metrics::new("auth-service"));
+        let state = web::Data::new(AppState {
+            users,
+            tokens: TokenIssuer {
+                keys,
+                issuer: settings.issuer.clone(),
+                audience: settings.audience.clone(),
+                access_ttl: settings.access_ttl,
+                refresh_ttl: settings.refresh_ttl,
+            },
+            revocations,
+            auth: auth.clone(),
+            metrics: metrics.clone(),
+            leeway: settings.leeway,
+            jwks_max_age: settings.jwks_max_age,
+        });
+
+        let listener = TcpListener::bind(settings.listen_addr).map_err(|e| {
+            StartupError(format!(
+                "LISTEN_ADDR: cannot bind {}: {e}",
+                settings.listen_addr
+            ))
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| StartupError(e.to_string()))?
+            .port();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(auth.clone())
+                .app_data(metrics.clone())
+                .app_data(rejections::json_config())
+                .app_data(rejections::query_config())
+                .app_data(rejections::path_config())
+                .wrap(from_fn(shared::telemetry::request_context))
+                .configure(routes::auth::config)
+                .configure(routes::well_known::config)
+                .configure(routes::health::config)
+                .default_service(web::to(rejections::not_found))
+        })
+        .shutdown_timeout(30);
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|e| StartupError(e.to_string()))?
+            .run();
+        tracing::info!(port, "auth-service listening");
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (up to 30 s) and returns.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn revocation_store(settings: &Settings) -> Result<Arc<dyn RevocationStore>, StartupError> {
+    match &settings.redis_url {
+        Some(url) => {
+            let store = shared::retry_with_backoff("redis", DEPENDENCY_WAIT, || {
+                RedisRevocations::connect(url, &settings.redis_key_prefix)
+            })
+            .await
+            .map_err(|e| StartupError(format!("REDIS_URL: {e}")))?;
+            Ok(Arc::new(store))
+        }
+        None => {
+            tracing::warn!(
+                "REDIS_URL is not set: revocations are kept in this process only (single node)"
+            );
+            Ok(Arc::new(MemoryRevocations::new()))
+        }
+    }
+}
+
+/// Creates the configured admin unless that username already exists.
+async fn bootstrap_admin(
+    users: &UserStore,
+    username: &str,
+    password: &str,
+) -> Result<(), StartupError> {
+    let username = Username::parse(username)
+        .map_err(|p| StartupError(format!("AUTH_BOOTSTRAP_ADMIN_USERNAME: {p}")))?;
+    let password = Password::parse(password)
+        .map_err(|p| StartupError(format!("AUTH_BOOTSTRAP_ADMIN_PASSWORD: {p}")))?;
+    let existing = users
+        .by_username(username.as_str().to_owned())
+        .await
+        .map_err(|e| StartupError(e.to_string()))?;
+    if existing.is_some() {
+        return Ok(());
+    }
+    let hash = tokio::task::spawn_blocking(move || crate::password::hash(&password))
+        .await
+        .map_err(|e| StartupError(e.to_string()))?
+        .map_err(|e| StartupError(e.to_string()))?;
+    match users
+        .create(
+            username.as_str().to_owned(),
+            hash,
+            vec![Role::User, Role::Admin],
+        )
+        .await
+    {
+        // Another instance created it first.
+        Ok(_) | Err(AuthError::Conflict(_)) => {
+            tracing::info!(username = username.as_str(), "bootstrap admin ready");
+            Ok(())
+        }
+        Err(err) => Err(StartupError(err.to_string())),
+    }
+}

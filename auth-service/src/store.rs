@@ -1,0 +1,179 @@
+//! The users table. Synchronous diesel: every call runs on the blocking pool via [`UserStore`].
+
+use diesel::prelude::*;
+use shared::db::{is_unique_violation, DbPool};
+use shared::Role;
+
+use crate::error::AuthError;
+use crate::schema::users;
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+    pub roles: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A user as the rest of the service sees it.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+    pub roles: Vec<Role>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        User {
+            roles: decode_roles(&row.roles),
+            id: row.id,
+            username: row.username,
+            password_hash: row.password_hash,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// Roles are stored as comma-separated names, the same on both backends.
+fn encode_roles(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn decode_roles(raw: &str) -> Vec<Role> {
+    raw.split(',').filter_map(Role::parse).collect()
+}
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Clone)]
+pub struct UserStore {
+    pool: DbPool,
+}
+
+impl UserStore {
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool.
+    async fn run<T, F>(&self, f: F) -> Result<T, AuthError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut shared::db::PooledDb) -> Result<T, AuthError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(AuthError::database_unavailable)?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| AuthError::Unexpected(format!("blocking task failed: {e}")))?
+    }
+
+    /// Inserts a new user; a taken username is `Conflict`, decided by the unique index.
+    pub async fn create(
+        &self,
+        username: String,
+        password_hash: String,
+        roles: Vec<Role>,
+    ) -> Result<User, AuthError> {
+        let now = now_millis();
+        let row = UserRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            username,
+            password_hash,
+            roles: encode_roles(&roles),
+            created_at: now,
+            updated_at: now,
+        };
+        self.run(move |conn| {
+            diesel::insert_into(users::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        AuthError::Conflict("username is already taken")
+                    } else {
+                        AuthError::from(e)
+                    }
+                })?;
+            Ok(User::from(row))
+        })
+        .await
+    }
+
+    pub async fn by_username(&self, username: String) -> Result<Option<User>, AuthError> {
+        self.run(move |conn| {
+            Ok(users::table
+                .filter(users::username.eq(username))
+                .select(UserRow::as_select())
+                .first(conn)
+                .optional()?
+                .map(User::from))
+        })
+        .await
+    }
+
+    pub async fn by_id(&self, id: String) -> Result<Option<User>, AuthError> {
+        self.run(move |conn| {
+            Ok(users::table
+                .find(id)
+                .select(UserRow::as_select())
+                .first(conn)
+                .optional()?
+                .map(User::from))
+        })
+        .await
+    }
+
+    pub async fn set_password_hash(&self, id: String, hash: String) -> Result<(), AuthError> {
+        self.run(move |conn| {
+            diesel::update(users::table.find(id))
+                .set((
+                    users::password_hash.eq(hash),
+                    users::updated_at.eq(now_millis()),
+                ))
+                .execute(conn)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn ping(&self) -> Result<(), AuthError> {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || shared::db::ping(&pool))
+            .await
+            .map_err(|e| AuthError::Unexpected(e.to_string()))?
+            .map_err(AuthError::Unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_through_text() {
+        let roles = vec![Role::User, Role::Admin];
+        assert_eq!(encode_roles(&roles), "user,admin");
+        assert_eq!(decode_roles("user,admin"), roles);
+        assert_eq!(decode_roles("user,bogus"), vec![Role::User]);
+    }
+}

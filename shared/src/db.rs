@@ -1,0 +1,183 @@
+//! One diesel code path over two backends: PostgreSQL in production, an embedded SQLite file as
+//! the zero-setup default. Both services use this pool and the same retry-at-start rule.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type DbPool = r2d2::Pool<DbManager>;
+pub type PooledDb = r2d2::PooledConnection<DbManager>;
+
+/// Where the data lives, parsed from `DATABASE_URL`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+impl DatabaseUrl {
+    /// `postgres://...`/`postgresql://...` or `sqlite://PATH`; anything else is refused rather than
+    /// guessed, so a typo never silently becomes a new SQLite file.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(value.to_owned()))
+        } else if let Some(path) = value.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path".into());
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else {
+            Err("expected postgres://... or sqlite://PATH".into())
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Postgres(_) => "postgres",
+            DatabaseUrl::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// The r2d2 manager: opens exactly the configured backend (the derive's own `establish` would try
+/// each backend in turn, and SQLite accepts any string as a path).
+pub struct DbManager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for DbManager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
+                .map(DbConnection::Pg)
+                .map_err(r2d2::Error::ConnectionError),
+            DatabaseUrl::Sqlite(path) => {
+                let path = path.to_string_lossy();
+                let mut conn =
+                    SqliteConnection::establish(&path).map_err(r2d2::Error::ConnectionError)?;
+                // WAL lets readers run beside the one writer; busy_timeout makes writers queue
+                // instead of failing with "database is locked".
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    #[error("cannot create the data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("database not reachable: {0}")]
+    Unreachable(String),
+    #[error("migrations failed: {0}")]
+    Migrations(String),
+}
+
+/// Builds the pool and applies the embedded migrations, retrying with backoff for up to
+/// `wait` while the database is not reachable yet (containers start in any order).
+pub fn connect_and_migrate(
+    url: &DatabaseUrl,
+    migrations: EmbeddedMigrations,
+    wait: Duration,
+) -> Result<DbPool, DbSetupError> {
+    if let DatabaseUrl::Sqlite(path) = url {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DbSetupError::DataDir(dir.display().to_string(), e))?;
+        }
+    }
+    let max_size = match url {
+        DatabaseUrl::Postgres(_) => 10,
+        DatabaseUrl::Sqlite(_) => 4,
+    };
+    let pool = r2d2::Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(5))
+        .build_unchecked(DbManager { url: url.clone() });
+
+    let deadline = std::time::Instant::now() + wait;
+    let mut delay = Duration::from_millis(100);
+    let mut conn = loop {
+        match pool.get() {
+            Ok(conn) => break conn,
+            Err(err) if std::time::Instant::now() + delay < deadline => {
+                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(3));
+            }
+            Err(err) => return Err(DbSetupError::Unreachable(err.to_string())),
+        }
+    };
+    let applied = match &mut *conn {
+        DbConnection::Pg(c) => c.run_pending_migrations(migrations).map(|v| v.len()),
+        DbConnection::Sqlite(c) => c.run_pending_migrations(migrations).map(|v| v.len()),
+    }
+    .map_err(|e| DbSetupError::Migrations(e.to_string()))?;
+    tracing::info!(backend = url.backend(), applied, "database ready");
+    drop(conn);
+    Ok(pool)
+}
+
+/// `SELECT 1` through the pool, for `/readyz`.
+pub fn ping(pool: &DbPool) -> Result<(), String> {
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    conn.batch_execute("SELECT 1").map_err(|e| e.to_string())
+}
+
+/// Whether a diesel error is a unique-constraint violation (mapped to 409 by the services).
+pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
+    matches!(
+        err,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatabaseUrl;
+
+    #[test]
+    fn database_urls_are_parsed_strictly() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/a.db"),
+            Ok(DatabaseUrl::Sqlite("data/a.db".into()))
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u@h/db"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        assert!(DatabaseUrl::parse("data.db").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+}

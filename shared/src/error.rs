@@ -1,0 +1,244 @@
+//! The error contract of `API.md`: one code per failure, one JSON body shape, one place that
+//! turns them into HTTP responses.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::{Deserialize, Serialize};
+
+/// The `error` codes of the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    MissingToken,
+    InvalidToken,
+    TokenExpired,
+    TokenRevoked,
+    WrongTokenType,
+    FreshTokenRequired,
+    RefreshTokenReused,
+    InvalidCredentials,
+    InsufficientRole,
+    CsrfFailed,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PreconditionFailed,
+    PayloadTooLarge,
+    ValidationFailed,
+    RateLimited,
+    Internal,
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            BadRequest => StatusCode::BAD_REQUEST,
+            MissingToken | InvalidToken | TokenExpired | TokenRevoked | WrongTokenType
+            | FreshTokenRequired | RefreshTokenReused | InvalidCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
+            InsufficientRole | CsrfFailed => StatusCode::FORBIDDEN,
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Conflict => StatusCode::CONFLICT,
+            PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            BadRequest => "bad_request",
+            MissingToken => "missing_token",
+            InvalidToken => "invalid_token",
+            TokenExpired => "token_expired",
+            TokenRevoked => "token_revoked",
+            WrongTokenType => "wrong_token_type",
+            FreshTokenRequired => "fresh_token_required",
+            RefreshTokenReused => "refresh_token_reused",
+            InvalidCredentials => "invalid_credentials",
+            InsufficientRole => "insufficient_role",
+            CsrfFailed => "csrf_failed",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            Conflict => "conflict",
+            PreconditionFailed => "precondition_failed",
+            PayloadTooLarge => "payload_too_large",
+            ValidationFailed => "validation_failed",
+            RateLimited => "rate_limited",
+            Internal => "internal",
+            Unavailable => "unavailable",
+        }
+    }
+}
+
+/// `{"error": "...", "message": "...", "fields": {...}}`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<BTreeMap<String, String>>,
+}
+
+impl ErrorBody {
+    pub fn new(error: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            error,
+            message: message.into(),
+            fields: None,
+        }
+    }
+
+    pub fn with_fields(mut self, fields: BTreeMap<String, String>) -> Self {
+        self.fields = Some(fields);
+        self
+    }
+
+    /// The HTTP response for this body: status from the code, and the RFC 6750 challenge on 401.
+    pub fn into_response(self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.error.status());
+        if self.error.status() == StatusCode::UNAUTHORIZED {
+            let kind = if self.error == ErrorCode::MissingToken {
+                "invalid_request"
+            } else {
+                "invalid_token"
+            };
+            // The message is ours and never holds a quote; strip any anyway to keep the header valid.
+            let description = self.message.replace('"', "'");
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                format!("Bearer error=\"{kind}\", error_description=\"{description}\""),
+            ));
+        }
+        response.json(self)
+    }
+}
+
+/// Everything that can be wrong with the token on a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no token was sent")]
+    Missing,
+    #[error("the token is invalid: {0}")]
+    Invalid(&'static str),
+    /// The `kid` is not in our key set; a resource server may re-fetch its keys and retry.
+    #[error("the token is invalid: unknown signing key")]
+    UnknownKid,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token has been revoked")]
+    Revoked,
+    #[error("wrong token type: {0} token required")]
+    WrongType(&'static str),
+    #[error("a fresh token is required: log in again with your password")]
+    FreshRequired,
+    #[error("the token's roles do not allow this operation")]
+    InsufficientRole,
+    #[error("the X-CSRF-TOKEN header is missing or does not match the token")]
+    CsrfFailed,
+    #[error("this refresh token was already used; the session has been revoked")]
+    RefreshReused,
+    #[error("the revocation list is unavailable; try again shortly")]
+    Unavailable,
+}
+
+impl TokenError {
+    pub fn code(self) -> ErrorCode {
+        match self {
+            TokenError::Missing => ErrorCode::MissingToken,
+            TokenError::Invalid(_) | TokenError::UnknownKid => ErrorCode::InvalidToken,
+            TokenError::Expired => ErrorCode::TokenExpired,
+            TokenError::Revoked => ErrorCode::TokenRevoked,
+            TokenError::WrongType(_) => ErrorCode::WrongTokenType,
+            TokenError::FreshRequired => ErrorCode::FreshTokenRequired,
+            TokenError::InsufficientRole => ErrorCode::InsufficientRole,
+            TokenError::CsrfFailed => ErrorCode::CsrfFailed,
+            TokenError::RefreshReused => ErrorCode::RefreshTokenReused,
+            TokenError::Unavailable => ErrorCode::Unavailable,
+        }
+    }
+}
+
+impl ResponseError for TokenError {
+    fn status_code(&self) -> StatusCode {
+        self.code().status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        ErrorBody::new(self.code(), self.to_string()).into_response()
+    }
+}
+
+/// JSON errors for what actix rejects before a handler runs (bad JSON, wrong content type,
+/// oversized bodies, bad query strings and paths).
+pub mod rejections {
+    use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+    use actix_web::{web, HttpRequest};
+
+    use super::{ErrorBody, ErrorCode};
+
+    /// Request bodies are capped at 64 KiB, as `API.md` says.
+    pub const BODY_LIMIT: usize = 64 * 1024;
+
+    fn body_error(code: ErrorCode, message: String) -> actix_web::Error {
+        let mut body = ErrorBody::new(code, message);
+        if code == ErrorCode::ValidationFailed {
+            let message = body.message.clone();
+            body = body.with_fields([("body".to_string(), message)].into());
+        }
+        let response = body.into_response();
+        actix_web::error::InternalError::from_response("rejected", response).into()
+    }
+
+    pub fn json_config() -> web::JsonConfig {
+        web::JsonConfig::default().limit(BODY_LIMIT).error_handler(
+            |err: JsonPayloadError, _req: &HttpRequest| match err {
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => body_error(
+                    ErrorCode::PayloadTooLarge,
+                    "the request body is larger than 64 KiB".into(),
+                ),
+                JsonPayloadError::ContentType => body_error(
+                    ErrorCode::BadRequest,
+                    "the body must be JSON (Content-Type: application/json)".into(),
+                ),
+                JsonPayloadError::Deserialize(e) if e.is_data() => body_error(
+                    ErrorCode::ValidationFailed,
+                    format!("the body does not have the expected fields: {e}"),
+                ),
+                other => body_error(
+                    ErrorCode::BadRequest,
+                    format!("the body is not valid JSON: {other}"),
+                ),
+            },
+        )
+    }
+
+    pub fn query_config() -> web::QueryConfig {
+        web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req: &HttpRequest| {
+            body_error(ErrorCode::BadRequest, format!("bad query string: {err}"))
+        })
+    }
+
+    pub fn path_config() -> web::PathConfig {
+        web::PathConfig::default().error_handler(|_err: PathError, _req: &HttpRequest| {
+            body_error(ErrorCode::NotFound, "no such resource".into())
+        })
+    }
+
+    /// The answer for any path no route matches.
+    pub async fn not_found() -> actix_web::HttpResponse {
+        ErrorBody::new(ErrorCode::NotFound, "no such resource").into_response()
+    }
+}
