@@ -1,0 +1,297 @@
+//! `spawn_app()`: a real auth-service on port 0 with its own database (a fresh PostgreSQL database
+//! or SQLite file), its own Redis key prefix and its own keys directory.
+
+use std::collections::HashMap;
+
+use auth_service::{Application, Settings};
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL + Redis, as in production.
+    Postgres,
+    /// The embedded defaults: a SQLite file and the in-process revocation store.
+    Sqlite,
+}
+
+pub fn pg_base_url() -> String {
+    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A PostgreSQL database made for one test and dropped after it.
+pub struct TestDatabase {
+    name: String,
+}
+
+impl TestDatabase {
+    pub fn create() -> (Self, String) {
+        let name = format!("authbooks_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::establish(&format!("{}/postgres", pg_base_url()))
+            .expect("PostgreSQL must be running for the tests (see README)");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .expect("create test database");
+        let url = format!("{}/{name}", pg_base_url());
+        (Self { name }, url)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", pg_base_url())) {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin);
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    pub redis_prefix: String,
+    pub leeway: u64,
+    _database: Option<TestDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+/// Starts the service with extra environment-style settings on top of the test defaults.
+pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        shared::telemetry::init("debug");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let redis_prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let (database, database_url) = match backend {
+        Backend::Postgres => {
+            let (db, url) = TestDatabase::create();
+            (Some(db), url)
+        }
+        Backend::Sqlite => (
+            None,
+            format!("sqlite://{}", dir.path().join("auth.db").display()),
+        ),
+    };
+    let mut vars: HashMap<String, String> = [
+        ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        ("DATABASE_URL", database_url.clone()),
+        (
+            "AUTH_KEYS_DIR",
+            dir.path().join("keys").display().to_string(),
+        ),
+        ("REDIS_KEY_PREFIX", redis_prefix.clone()),
+        ("HTTP_WORKERS", "2".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    if backend == Backend::Postgres {
+        vars.insert("REDIS_URL".into(), redis_url());
+    }
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let settings = Settings::from_vars(vars).expect("test settings");
+    let leeway = settings.leeway;
+    let app = Application::build(settings).await.expect("app starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        database_url,
+        redis_prefix,
+        leeway,
+        _database: database,
+        _dir: dir,
+    }
+}
+
+/// A token pair as returned by login and refresh.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn register(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/auth/register",
+            &json!({ "username": username, "password": password }),
+        )
+        .await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/auth/login",
+            &json!({ "username": username, "password": password }),
+        )
+        .await
+    }
+
+    /// Registers `username` with [`PASSWORD`] and logs in.
+    pub async fn signed_up(&self, username: &str) -> Tokens {
+        let registered = self.register(username, PASSWORD).await;
+        assert_eq!(registered.status(), StatusCode::CREATED);
+        let response = self.login(username, PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        tokens(response).await
+    }
+
+    pub async fn me(&self, token: &str) -> Response {
+        self.client
+            .get(self.url("/auth/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.client
+            .post(self.url("/auth/refresh"))
+            .bearer_auth(refresh_token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn logout(&self, tokens: &Tokens) -> Response {
+        self.client
+            .post(self.url("/auth/logout"))
+            .bearer_auth(&tokens.access)
+            .json(&json!({ "refresh_token": tokens.refresh }))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A direct connection to this app's database (either backend), for arranging and checking.
+    fn database(&self) -> shared::db::PooledDb {
+        let url = shared::db::DatabaseUrl::parse(&self.database_url).expect("url");
+        let pool = shared::db::connect_and_migrate(
+            &url,
+            auth_service::startup::MIGRATIONS,
+            std::time::Duration::from_secs(2),
+        )
+        .expect("pool");
+        pool.get().expect("connection")
+    }
+
+    pub fn execute_sql(&self, sql: &str) {
+        diesel::sql_query(sql)
+            .execute(&mut *self.database())
+            .expect("sql");
+    }
+
+    pub fn query_string(&self, sql: &str) -> String {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            value: String,
+        }
+        let rows: Vec<Row> = diesel::sql_query(sql)
+            .load(&mut *self.database())
+            .expect("sql");
+        rows.into_iter().next().expect("one row").value
+    }
+}
+
+pub async fn tokens(response: Response) -> Tokens {
+    let body: Value = response.json().await.expect("json body");
+    Tokens {
+        access: body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned(),
+        refresh: body["refresh_token"]
+            .as_str()
+            .expect("refresh_token")
+            .to_owned(),
+    }
+}
+
+/// Asserts an API.md error: status, `error` code, a message, and returns the body.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let www = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = response.json().await.expect("JSON error body");
+    assert_eq!(body["error"], code, "error code in {body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    if status == StatusCode::UNAUTHORIZED {
+        let www = www.expect("401 carries WWW-Authenticate");
+        assert!(www.starts_with("Bearer error="), "{www}");
+    }
+    body
+}
+
+/// The payload of a JWT, decoded without verification (for inspecting what was issued).
+pub fn payload(token: &str) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).expect("payload part");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json payload")
+}
+
+/// Generates `mod name { postgres, sqlite }` test pairs calling `name(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use $crate::helpers::Backend;
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(Backend::Postgres).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(Backend::Sqlite).await
+                }
+            }
+        )*
+    };
+}

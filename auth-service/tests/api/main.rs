@@ -1,0 +1,5 @@
+mod helpers;
+
+mod accounts;
+mod discovery;
+mod sessions;
