@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use shared::config::{invalid, Env};
 use shared::db::DatabaseUrl;
 
 /// A secret that never prints.
@@ -57,19 +58,7 @@ pub struct Settings {
     pub workers: Option<usize>,
 }
 
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration: {var}: {problem}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub problem: String,
-}
-
-fn invalid(var: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        var,
-        problem: problem.into(),
-    }
-}
+pub use shared::config::ConfigError;
 
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -79,37 +68,15 @@ impl Settings {
     /// Builds settings from a variable map; tests pass their own instead of touching the process
     /// environment.
     pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let seconds = |var: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
-            match get(var) {
-                None => Ok(default),
-                Some(raw) => match raw.parse::<u64>() {
-                    Ok(n) if n >= min => Ok(n),
-                    Ok(_) => Err(invalid(var, format!("must be at least {min}"))),
-                    Err(_) => Err(invalid(var, format!("expected whole seconds, got {raw:?}"))),
-                },
-            }
-        };
-
-        let listen_addr = get("LISTEN_ADDR")
-            .unwrap_or("0.0.0.0:8081")
-            .parse()
-            .map_err(|_| invalid("LISTEN_ADDR", "expected HOST:PORT, e.g. 0.0.0.0:8081"))?;
-        let database_url = match get("DATABASE_URL") {
-            Some(raw) => DatabaseUrl::parse(raw).map_err(|p| invalid("DATABASE_URL", p))?,
-            None => DatabaseUrl::Sqlite(PathBuf::from("data/auth.db")),
-        };
-        let redis_url = match get("REDIS_URL") {
-            Some(raw) if raw.starts_with("redis://") || raw.starts_with("rediss://") => {
-                Some(raw.to_owned())
-            }
-            Some(_) => return Err(invalid("REDIS_URL", "expected redis://HOST:PORT")),
-            None => None,
-        };
+        let env = Env::new(vars);
+        let get = |name: &str| env.get(name);
+        let listen_addr = env.listen_addr("0.0.0.0:8081")?;
+        let database_url = env.database_url("data/auth.db")?;
+        let redis_url = env.redis_url()?;
         let issuer = get("JWT_ISSUER").unwrap_or("authbooks").to_owned();
         let audience = get("JWT_AUDIENCE").unwrap_or("authbooks-api").to_owned();
-        let access_ttl = seconds("ACCESS_TOKEN_TTL", 900, 1)?;
-        let refresh_ttl = seconds("REFRESH_TOKEN_TTL", 2_592_000, 1)?;
+        let access_ttl = env.seconds("ACCESS_TOKEN_TTL", 900, 1)?;
+        let refresh_ttl = env.seconds("REFRESH_TOKEN_TTL", 2_592_000, 1)?;
         if refresh_ttl < access_ttl {
             return Err(invalid(
                 "REFRESH_TOKEN_TTL",
@@ -154,19 +121,11 @@ impl Settings {
             audience,
             access_ttl,
             refresh_ttl,
-            leeway: seconds("JWT_LEEWAY", 30, 0)?,
+            leeway: env.seconds("JWT_LEEWAY", 30, 0)?,
             bootstrap_admin,
             cookie_secure,
-            jwks_max_age: seconds("JWKS_MAX_AGE", 300, 0)?,
-            workers: match get("HTTP_WORKERS") {
-                None => None,
-                Some(raw) => Some(
-                    raw.parse::<usize>()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| invalid("HTTP_WORKERS", "expected a positive number"))?,
-                ),
-            },
+            jwks_max_age: env.seconds("JWKS_MAX_AGE", 300, 0)?,
+            workers: env.workers()?,
         })
     }
 }

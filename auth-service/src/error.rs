@@ -54,13 +54,10 @@ impl AuthError {
 
 impl From<diesel::result::Error> for AuthError {
     fn from(err: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error};
-        match err {
-            Error::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                _,
-            ) => AuthError::database_unavailable(err),
-            other => AuthError::Unexpected(format!("database: {other}")),
+        if shared::db::is_connection_lost(&err) {
+            AuthError::database_unavailable(err)
+        } else {
+            AuthError::Unexpected(format!("database: {err}"))
         }
     }
 }
@@ -84,17 +81,8 @@ impl ResponseError for AuthError {
                 "the request breaks a rule; see fields",
             )
             .with_fields(fields.clone()),
-            AuthError::Unavailable(cause) => {
-                tracing::warn!(cause = %cause, "dependency unavailable");
-                ErrorBody::new(
-                    ErrorCode::Unavailable,
-                    "a dependency is unavailable; nothing was changed, try again shortly",
-                )
-            }
-            AuthError::Unexpected(cause) => {
-                tracing::error!(cause = %cause, "unexpected error");
-                ErrorBody::new(ErrorCode::Internal, "internal error")
-            }
+            AuthError::Unavailable(cause) => ErrorBody::unavailable(cause),
+            AuthError::Unexpected(cause) => ErrorBody::internal(cause),
             other => ErrorBody::new(other.code(), other.to_string()),
         };
         body.into_response()

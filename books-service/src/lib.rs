@@ -1,1 +1,13 @@
+//! books-service: CRUD on books behind local token verification. Keys come from the issuer's
+//! JWKS, revocations from a local replica fed by Redis: no call to auth-service per request.
 
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod routes;
+pub mod schema;
+pub mod startup;
+pub mod store;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -105,6 +105,21 @@ impl ErrorBody {
         self
     }
 
+    /// A dependency is down: the cause goes to the log, the client gets a generic message.
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(cause = %cause, "dependency unavailable");
+        Self::new(
+            ErrorCode::Unavailable,
+            "a dependency is unavailable; nothing was changed, try again shortly",
+        )
+    }
+
+    /// A bug or unexpected failure: the cause goes to the log, the client learns nothing of it.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(cause = %cause, "unexpected error");
+        Self::new(ErrorCode::Internal, "internal error")
+    }
+
     /// The HTTP response for this body: status from the code, and the RFC 6750 challenge on 401.
     pub fn into_response(self) -> HttpResponse {
         let mut response = HttpResponse::build(self.error.status());

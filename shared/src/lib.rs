@@ -2,11 +2,13 @@
 //! revocation storage and the actix glue that turns a request into verified claims.
 
 pub mod claims;
+pub mod config;
 #[cfg(feature = "db")]
 pub mod db;
 pub mod error;
 pub mod extract;
 pub mod jwks;
+pub mod jwks_cache;
 pub mod metrics;
 pub mod revocation;
 pub mod telemetry;

@@ -8,6 +8,7 @@
 
 mod memory;
 mod redis_store;
+mod replica;
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ use crate::claims::Claims;
 
 pub use memory::MemoryRevocations;
 pub use redis_store::{connect as connect_redis, RedisRevocations, RevocationKeys};
+pub use replica::RevocationReplica;
 
 /// What is revoked.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,0 +1,78 @@
+//! Settings from the environment (API.md's table), validated once at start.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shared::config::{invalid, ConfigError, Env};
+use shared::db::DatabaseUrl;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen_addr: SocketAddr,
+    pub database_url: DatabaseUrl,
+    /// `None`: no revocation feed (single-process use only; logged loudly).
+    pub redis_url: Option<String>,
+    pub redis_key_prefix: String,
+    pub jwks_url: String,
+    pub issuer: String,
+    pub audience: String,
+    pub leeway: u64,
+    /// The longest the local revocation replica may go without hearing from Redis before
+    /// token checks answer 503 instead of trusting it.
+    pub revocation_staleness: Duration,
+    /// Minimum time between two JWKS re-fetches triggered by unknown `kid`s.
+    pub jwks_cooldown: Duration,
+    pub workers: Option<usize>,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars().collect())
+    }
+
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env::new(vars);
+        let jwks_url = env.string("JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json");
+        if !(jwks_url.starts_with("http://") || jwks_url.starts_with("https://")) {
+            return Err(invalid("JWKS_URL", "expected an http:// or https:// URL"));
+        }
+        let staleness_ms = env.seconds("REVOCATION_STALENESS_MS", 5000, 500)?;
+        Ok(Settings {
+            listen_addr: env.listen_addr("0.0.0.0:8082")?,
+            database_url: env.database_url("data/books.db")?,
+            redis_url: env.redis_url()?,
+            redis_key_prefix: env.string("REDIS_KEY_PREFIX", "authbooks:"),
+            jwks_url,
+            issuer: env.string("JWT_ISSUER", "authbooks"),
+            audience: env.string("JWT_AUDIENCE", "authbooks-api"),
+            leeway: env.seconds("JWT_LEEWAY", 30, 0)?,
+            revocation_staleness: Duration::from_millis(staleness_ms),
+            jwks_cooldown: Duration::from_secs(env.seconds("JWKS_REFETCH_COOLDOWN", 30, 1)?),
+            workers: env.workers()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = Settings::from_vars(HashMap::new()).unwrap();
+        assert_eq!(s.listen_addr.port(), 8082);
+        assert_eq!(s.jwks_url, "http://127.0.0.1:8081/.well-known/jwks.json");
+        assert_eq!(s.database_url, DatabaseUrl::Sqlite("data/books.db".into()));
+        assert_eq!(s.revocation_staleness, Duration::from_secs(5));
+        assert_eq!(s.jwks_cooldown, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let vars = HashMap::from([("JWKS_URL".to_owned(), "ftp://x".to_owned())]);
+        assert_eq!(Settings::from_vars(vars).unwrap_err().var, "JWKS_URL");
+        let vars = HashMap::from([("JWT_LEEWAY".to_owned(), "-1".to_owned())]);
+        assert_eq!(Settings::from_vars(vars).unwrap_err().var, "JWT_LEEWAY");
+    }
+}

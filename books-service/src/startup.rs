@@ -1,0 +1,147 @@
+//! Building and running the service: settings in, a bound server out.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use shared::error::rejections;
+use shared::jwks_cache::JwksCache;
+use shared::revocation::{MemoryRevocations, RevocationReplica, RevocationStore};
+use shared::{AuthContext, KeySet, Metrics, TokenVerifier, VerifierConfig};
+
+use crate::config::Settings;
+use crate::routes;
+use crate::store::BookStore;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+const DEPENDENCY_WAIT: Duration = Duration::from_secs(30);
+
+pub struct AppState {
+    pub books: BookStore,
+    pub revocations: Arc<dyn RevocationStore>,
+    pub keys: Arc<JwksCache>,
+    pub metrics: web::Data<Metrics>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartupError(String);
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    keys: Arc<JwksCache>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with(settings, None).await
+    }
+
+    /// `revocations` replaces the Redis replica: for running in one process beside auth-service
+    /// and sharing its in-process store.
+    pub async fn build_with(
+        settings: Settings,
+        revocations: Option<Arc<dyn RevocationStore>>,
+    ) -> Result<Self, StartupError> {
+        let database_url = settings.database_url.clone();
+        let pool = tokio::task::spawn_blocking(move || {
+            shared::db::connect_and_migrate(&database_url, MIGRATIONS, DEPENDENCY_WAIT)
+        })
+        .await
+        .map_err(|e| StartupError(e.to_string()))?
+        .map_err(|e| StartupError(format!("DATABASE_URL: {e}")))?;
+
+        let revocations: Arc<dyn RevocationStore> = match (revocations, &settings.redis_url) {
+            (Some(shared), _) => shared,
+            (None, Some(url)) => RevocationReplica::start(
+                url.clone(),
+                settings.redis_key_prefix.clone(),
+                settings.revocation_staleness,
+            ),
+            (None, None) => {
+                tracing::warn!("REDIS_URL is not set: this books-service cannot learn of revocations made by a separate auth-service");
+                Arc::new(MemoryRevocations::new())
+            }
+        };
+        let verifier = Arc::new(TokenVerifier::new(
+            &VerifierConfig {
+                issuer: settings.issuer.clone(),
+                audience: settings.audience.clone(),
+                leeway: settings.leeway,
+            },
+            KeySet::default(),
+        ));
+        let keys = JwksCache::start(
+            settings.jwks_url.clone(),
+            verifier.clone(),
+            settings.jwks_cooldown,
+        );
+        let auth = web::Data::new(AuthContext {
+            verifier,
+            revocations: revocations.clone(),
+            key_refresher: Some(keys.clone()),
+            accept_cookies: true,
+        });
+        let metrics = web::Data::new(Metrics::new("books-service"));
+        let state = web::Data::new(AppState {
+            books: BookStore::new(pool),
+            revocations,
+            keys: keys.clone(),
+            metrics: metrics.clone(),
+        });
+
+        let listener = TcpListener::bind(settings.listen_addr).map_err(|e| {
+            StartupError(format!(
+                "LISTEN_ADDR: cannot bind {}: {e}",
+                settings.listen_addr
+            ))
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| StartupError(e.to_string()))?
+            .port();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(auth.clone())
+                .app_data(metrics.clone())
+                .app_data(rejections::json_config())
+                .app_data(rejections::query_config())
+                .app_data(rejections::path_config())
+                .wrap(from_fn(shared::telemetry::request_context))
+                .configure(routes::books::config)
+                .configure(routes::health::config)
+                .default_service(web::to(rejections::not_found))
+        })
+        .shutdown_timeout(30);
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|e| StartupError(e.to_string()))?
+            .run();
+        tracing::info!(port, "books-service listening");
+        Ok(Self { port, server, keys })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The key cache, so tests and benchmarks can observe fetches.
+    pub fn keys(&self) -> Arc<JwksCache> {
+        self.keys.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (up to 30 s) and returns.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,93 @@
+//! Reading settings from environment variables, with the validation both services share: a bad
+//! value becomes one error naming the variable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+pub fn invalid(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+/// A snapshot of variables; tests build one from a map instead of touching the process.
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    pub fn new(vars: HashMap<String, String>) -> Self {
+        Self { vars }
+    }
+
+    /// The value, trimmed; unset and empty are the same.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn string(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or(default).to_owned()
+    }
+
+    /// Whole seconds, at least `min`.
+    pub fn seconds(&self, var: &'static str, default: u64, min: u64) -> Result<u64, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(n) if n >= min => Ok(n),
+                Ok(_) => Err(invalid(var, format!("must be at least {min}"))),
+                Err(_) => Err(invalid(var, format!("expected whole seconds, got {raw:?}"))),
+            },
+        }
+    }
+
+    pub fn listen_addr(&self, default: &str) -> Result<SocketAddr, ConfigError> {
+        self.get("LISTEN_ADDR")
+            .unwrap_or(default)
+            .parse()
+            .map_err(|_| invalid("LISTEN_ADDR", format!("expected HOST:PORT, e.g. {default}")))
+    }
+
+    /// `REDIS_URL`, or `None` for the in-process store.
+    pub fn redis_url(&self) -> Result<Option<String>, ConfigError> {
+        match self.get("REDIS_URL") {
+            Some(raw) if raw.starts_with("redis://") || raw.starts_with("rediss://") => {
+                Ok(Some(raw.to_owned()))
+            }
+            Some(_) => Err(invalid("REDIS_URL", "expected redis://HOST:PORT")),
+            None => Ok(None),
+        }
+    }
+
+    /// `HTTP_WORKERS`: worker threads, one per core when unset.
+    pub fn workers(&self) -> Result<Option<usize>, ConfigError> {
+        match self.get("HTTP_WORKERS") {
+            None => Ok(None),
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Some)
+                .ok_or_else(|| invalid("HTTP_WORKERS", "expected a positive number")),
+        }
+    }
+
+    #[cfg(feature = "db")]
+    pub fn database_url(&self, default_file: &str) -> Result<crate::db::DatabaseUrl, ConfigError> {
+        match self.get("DATABASE_URL") {
+            Some(raw) => crate::db::DatabaseUrl::parse(raw).map_err(|p| invalid("DATABASE_URL", p)),
+            None => Ok(crate::db::DatabaseUrl::Sqlite(default_file.into())),
+        }
+    }
+}

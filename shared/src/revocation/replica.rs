@@ -1,0 +1,206 @@
+//! A resource server's local copy of the revocation list: loaded in full from Redis, kept current
+//! by the pub/sub channel, so checking a token costs a hash lookup and no network trip.
+//!
+//! Staleness bound: the replica is trusted only while its subscription answered a heartbeat
+//! within `staleness` (heartbeats every `staleness / 4`, at most one second). A revocation published while
+//! the subscription is healthy arrives within that bound; if the subscription is broken for
+//! longer, `is_revoked` fails and the service answers 503 rather than accept a token that may
+//! have been revoked. After a reconnect the replica reloads everything before it is trusted again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{self, BoxFuture, FutureExt};
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+
+use super::redis_store::{connect, RevocationKeys};
+use super::{MemoryRevocations, RevocationEntry, RevocationStore, StoreUnavailable};
+use crate::claims::Claims;
+
+pub struct RevocationReplica {
+    entries: MemoryRevocations,
+    synced: AtomicBool,
+    last_heartbeat: Mutex<Option<Instant>>,
+    staleness: Duration,
+}
+
+impl RevocationReplica {
+    /// Starts the replica and its background sync task. Returns at once; until the first full
+    /// load completes, the replica reports itself not ready.
+    pub fn start(url: String, prefix: String, staleness: Duration) -> Arc<Self> {
+        let replica = Arc::new(Self {
+            entries: MemoryRevocations::new(),
+            synced: AtomicBool::new(false),
+            last_heartbeat: Mutex::new(None),
+            staleness,
+        });
+        let task = replica.clone();
+        tokio::spawn(async move { task.sync_forever(url, RevocationKeys::new(prefix)).await });
+        replica
+    }
+
+    pub fn staleness(&self) -> Duration {
+        self.staleness
+    }
+
+    /// Whether the replica may be trusted right now.
+    pub fn is_current(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+            && self
+                .last_heartbeat
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some_and(|at| at.elapsed() <= self.staleness)
+    }
+
+    fn beat(&self) {
+        *self
+            .last_heartbeat
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    async fn sync_forever(self: Arc<Self>, url: String, keys: RevocationKeys) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.sync_once(&url, &keys).await {
+                Ok(()) => delay = Duration::from_millis(100),
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "revocation replica out of sync");
+                }
+            }
+            self.synced.store(false, Ordering::Release);
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Subscribes, then loads everything, then applies messages until the connection fails.
+    /// Subscribing first means nothing published during the load is missed.
+    async fn sync_once(&self, url: &str, keys: &RevocationKeys) -> Result<(), StoreUnavailable> {
+        let connect_timeout = Duration::from_secs(2);
+        let (client, mut connection) = connect(url).await?;
+        let pubsub = tokio::time::timeout(connect_timeout, client.get_async_pubsub())
+            .await
+            .map_err(|_| StoreUnavailable("pub/sub connect timed out".into()))??;
+        let (mut sink, mut stream) = pubsub.split();
+        sink.subscribe(keys.channel()).await?;
+
+        let loaded = load_all(&mut connection, keys).await?;
+        self.entries.clear();
+        let count = loaded.len();
+        for entry in loaded {
+            self.entries.apply(entry);
+        }
+        self.beat();
+        self.synced.store(true, Ordering::Release);
+        tracing::info!(entries = count, "revocation replica synced");
+
+        let period = (self.staleness / 4).min(Duration::from_secs(1));
+        let mut heartbeat = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                message = stream.next() => {
+                    let Some(message) = message else {
+                        return Err(StoreUnavailable("subscription closed".into()));
+                    };
+                    match serde_json::from_slice::<RevocationEntry>(message.get_payload_bytes()) {
+                        Ok(entry) => self.entries.apply(entry),
+                        Err(err) => tracing::warn!(error = %err, "ignored a malformed revocation message"),
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let pong = tokio::time::timeout(period.max(Duration::from_millis(500)), sink.ping::<String>()).await;
+                    match pong {
+                        Ok(Ok(_)) => self.beat(),
+                        Ok(Err(err)) => return Err(err.into()),
+                        Err(_) => return Err(StoreUnavailable("heartbeat timed out".into())),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every live entry under the prefix: `SCAN` in batches, values by `MGET`.
+async fn load_all(
+    connection: &mut ConnectionManager,
+    keys: &RevocationKeys,
+) -> Result<Vec<RevocationEntry>, StoreUnavailable> {
+    let mut cursor: u64 = 0;
+    let mut entries = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(keys.entry_pattern())
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(connection)
+            .await?;
+        if !batch.is_empty() {
+            let values: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(&batch)
+                .query_async(connection)
+                .await?;
+            entries.extend(
+                values
+                    .iter()
+                    .flatten()
+                    .filter_map(|json| serde_json::from_str(json).ok()),
+            );
+        }
+        if next == 0 {
+            return Ok(entries);
+        }
+        cursor = next;
+    }
+}
+
+impl RevocationStore for RevocationReplica {
+    fn revoke(&self, _entry: RevocationEntry) -> BoxFuture<'_, Result<(), StoreUnavailable>> {
+        future::ready(Err(StoreUnavailable(
+            "a replica is read-only; revoke through auth-service".into(),
+        )))
+        .boxed()
+    }
+
+    fn is_revoked<'a>(
+        &'a self,
+        claims: &'a Claims,
+    ) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
+        let result = if self.is_current() {
+            Ok(self.entries.contains_match(claims))
+        } else {
+            Err(StoreUnavailable(
+                "revocation replica is not in sync with Redis".into(),
+            ))
+        };
+        future::ready(result).boxed()
+    }
+
+    fn spend_once<'a>(
+        &'a self,
+        _jti: &'a str,
+        _expires_at: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
+        future::ready(Err(StoreUnavailable("a replica is read-only".into()))).boxed()
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<(), StoreUnavailable>> {
+        let result = if self.is_current() {
+            Ok(())
+        } else {
+            Err(StoreUnavailable(
+                "revocation replica is not in sync with Redis".into(),
+            ))
+        };
+        future::ready(result).boxed()
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis-replica"
+    }
+}
