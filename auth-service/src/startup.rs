@@ -47,6 +47,15 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with(settings, None).await
+    }
+
+    /// `revocations` replaces the store chosen from the settings: for running in one process
+    /// beside books-service and sharing the in-process store with it.
+    pub async fn build_with(
+        settings: Settings,
+        revocations: Option<Arc<dyn RevocationStore>>,
+    ) -> Result<Self, StartupError> {
         let keys = Arc::new(
             KeyRing::load_or_generate(&settings.keys_dir)
                 .await
@@ -59,7 +68,10 @@ impl Application {
         .await
         .map_err(|e| StartupError(e.to_string()))?
         .map_err(|e| StartupError(format!("DATABASE_URL: {e}")))?;
-        let revocations = revocation_store(&settings).await?;
+        let revocations = match revocations {
+            Some(shared) => shared,
+            None => revocation_store(&settings).await?,
+        };
         let users = UserStore::new(pool);
         if let Some(admin) = &settings.bootstrap_admin {
             bootstrap_admin(&users, &admin.username, admin.password.expose()).await?;

@@ -112,7 +112,8 @@ impl RevocationReplica {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    let pong = tokio::time::timeout(period.max(Duration::from_millis(500)), sink.ping::<String>()).await;
+                    // In subscribed mode PING answers ["pong", ""], hence `Value`.
+                    let pong = tokio::time::timeout(period.max(Duration::from_millis(500)), sink.ping::<redis::Value>()).await;
                     match pong {
                         Ok(Ok(_)) => self.beat(),
                         Ok(Err(err)) => return Err(err.into()),

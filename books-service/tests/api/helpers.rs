@@ -1,0 +1,374 @@
+//! `spawn_stack()`: a real auth-service and a real books-service, in-process on port 0, each with
+//! its own database; on PostgreSQL they share a per-test Redis key prefix, on the embedded
+//! defaults they share one in-process revocation store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use shared::revocation::{MemoryRevocations, RevocationStore};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+fn pg_base_url() -> String {
+    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A PostgreSQL database for one test, dropped after it.
+pub struct TestDatabase {
+    name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn create() -> Self {
+        let name = format!("authbooks_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::establish(&format!("{}/postgres", pg_base_url()))
+            .expect("PostgreSQL must be running for the tests (see README)");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .expect("create test database");
+        let url = format!("{}/{name}", pg_base_url());
+        Self { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", pg_base_url())) {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin);
+        }
+    }
+}
+
+pub struct Stack {
+    pub auth: String,
+    pub books: String,
+    pub client: reqwest::Client,
+    pub auth_database_url: String,
+    pub redis_prefix: String,
+    pub redis: String,
+    pub books_keys: Arc<shared::jwks_cache::JwksCache>,
+    _databases: Vec<TestDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+fn vars(pairs: Vec<(&str, String)>) -> HashMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+pub async fn spawn_stack(backend: Backend) -> Stack {
+    spawn_stack_with(backend, &[], redis_url()).await
+}
+
+/// `books_extra` adds settings to books-service; `redis` is the Redis both use on PostgreSQL.
+pub async fn spawn_stack_with(
+    backend: Backend,
+    books_extra: &[(&str, &str)],
+    redis: String,
+) -> Stack {
+    if std::env::var("TEST_LOG").is_ok() {
+        shared::telemetry::init("debug");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let redis_prefix = prefix.clone();
+    let redis_for_stack = redis.clone();
+    let mut databases = Vec::new();
+    let (auth_db, books_db, shared_store) = match backend {
+        Backend::Postgres => {
+            let (a, b) = (TestDatabase::create(), TestDatabase::create());
+            let urls = (a.url.clone(), b.url.clone());
+            databases.extend([a, b]);
+            (urls.0, urls.1, None)
+        }
+        Backend::Sqlite => (
+            format!("sqlite://{}", dir.path().join("auth.db").display()),
+            format!("sqlite://{}", dir.path().join("books.db").display()),
+            Some(Arc::new(MemoryRevocations::new()) as Arc<dyn RevocationStore>),
+        ),
+    };
+    let mut common = vec![
+        ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        ("REDIS_KEY_PREFIX", prefix),
+        ("HTTP_WORKERS", "2".to_owned()),
+    ];
+    if backend == Backend::Postgres {
+        common.push(("REDIS_URL", redis));
+    }
+
+    let mut auth_vars = vars(common.clone());
+    auth_vars.insert("DATABASE_URL".into(), auth_db.clone());
+    auth_vars.insert(
+        "AUTH_KEYS_DIR".into(),
+        dir.path().join("keys").display().to_string(),
+    );
+    let auth_settings = auth_service::Settings::from_vars(auth_vars).expect("auth settings");
+    let auth_app = auth_service::Application::build_with(auth_settings, shared_store.clone())
+        .await
+        .expect("auth-service starts");
+    let auth = format!("http://127.0.0.1:{}", auth_app.port());
+    tokio::spawn(auth_app.run_until_stopped());
+
+    let mut books_vars = vars(common);
+    books_vars.insert("DATABASE_URL".into(), books_db);
+    books_vars.insert("JWKS_URL".into(), format!("{auth}/.well-known/jwks.json"));
+    for (k, v) in books_extra {
+        books_vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let books_settings = books_service::Settings::from_vars(books_vars).expect("books settings");
+    let books_app = books_service::Application::build_with(books_settings, shared_store)
+        .await
+        .expect("books-service starts");
+    let books = format!("http://127.0.0.1:{}", books_app.port());
+    let books_keys = books_app.keys();
+    tokio::spawn(books_app.run_until_stopped());
+
+    let stack = Stack {
+        auth,
+        books,
+        client: reqwest::Client::new(),
+        auth_database_url: auth_db,
+        redis_prefix,
+        redis: redis_for_stack,
+        books_keys,
+        _databases: databases,
+        _dir: dir,
+    };
+    stack.wait_until_ready().await;
+    stack
+}
+
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+}
+
+pub async fn tokens(response: Response) -> Tokens {
+    assert_eq!(response.status(), StatusCode::OK, "token pair expected");
+    let body: Value = response.json().await.expect("json");
+    Tokens {
+        access: body["access_token"].as_str().expect("access").to_owned(),
+        refresh: body["refresh_token"].as_str().expect("refresh").to_owned(),
+    }
+}
+
+impl Stack {
+    /// Another books-service instance (PostgreSQL backend) on the same Redis feed and JWKS;
+    /// returns its base URL and the database it owns.
+    pub async fn another_books_instance(&self) -> (String, TestDatabase) {
+        let database = TestDatabase::create();
+        let settings = books_service::Settings::from_vars(vars(vec![
+            ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+            ("HTTP_WORKERS", "1".to_owned()),
+            ("DATABASE_URL", database.url.clone()),
+            ("REDIS_URL", self.redis.clone()),
+            ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
+            ("JWKS_URL", format!("{}/.well-known/jwks.json", self.auth)),
+        ]))
+        .expect("books settings");
+        let app = books_service::Application::build(settings)
+            .await
+            .expect("books-service starts");
+        let url = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        wait_until_ready(&self.client, &url).await;
+        (url, database)
+    }
+
+    pub async fn wait_until_ready(&self) {
+        wait_until_ready(&self.client, &self.books).await
+    }
+
+    pub async fn login(&self, username: &str) -> Tokens {
+        let response = self
+            .client
+            .post(format!("{}/auth/login", self.auth))
+            .json(&json!({ "username": username, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        tokens(response).await
+    }
+
+    /// Registers `username` with `roles` (set in auth's database, as an admin tool would) and
+    /// logs in.
+    pub async fn user_with_roles(&self, username: &str, roles: &str) -> Tokens {
+        let response = self
+            .client
+            .post(format!("{}/auth/register", self.auth))
+            .json(&json!({ "username": username, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let url = shared::db::DatabaseUrl::parse(&self.auth_database_url).unwrap();
+        let pool = shared::db::connect_and_migrate(
+            &url,
+            auth_service::startup::MIGRATIONS,
+            std::time::Duration::from_secs(2),
+        )
+        .unwrap();
+        diesel::sql_query(format!(
+            "UPDATE users SET roles = '{roles}' WHERE username = '{username}'"
+        ))
+        .execute(&mut *pool.get().unwrap())
+        .unwrap();
+        self.login(username).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Tokens {
+        let response = self
+            .client
+            .post(format!("{}/auth/refresh", self.auth))
+            .bearer_auth(refresh_token)
+            .send()
+            .await
+            .unwrap();
+        tokens(response).await
+    }
+
+    pub async fn logout(&self, tokens: &Tokens) -> Response {
+        self.client
+            .post(format!("{}/auth/logout", self.auth))
+            .bearer_auth(&tokens.access)
+            .json(&json!({ "refresh_token": tokens.refresh }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub fn books_url(&self, path: &str) -> String {
+        format!("{}{}", self.books, path)
+    }
+
+    pub async fn create_book(&self, token: &str, body: &Value) -> Response {
+        self.client
+            .post(self.books_url("/books"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_book(&self, token: &str, id: &str) -> Response {
+        self.get(token, &format!("/books/{id}")).await
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Response {
+        self.client
+            .get(self.books_url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn replace_book(
+        &self,
+        token: &str,
+        id: &str,
+        if_match: Option<&str>,
+        body: &Value,
+    ) -> Response {
+        let mut request = self
+            .client
+            .put(self.books_url(&format!("/books/{id}")))
+            .bearer_auth(token)
+            .json(body);
+        if let Some(etag) = if_match {
+            request = request.header("If-Match", etag);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn delete_book(&self, token: &str, id: &str, if_match: Option<&str>) -> Response {
+        let mut request = self
+            .client
+            .delete(self.books_url(&format!("/books/{id}")))
+            .bearer_auth(token);
+        if let Some(etag) = if_match {
+            request = request.header("If-Match", etag);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Total requests auth-service has answered, from its own metrics.
+    pub async fn auth_request_count(&self) -> u64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.auth))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("http_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+/// Polls `/readyz` until 200 (at most 10 s).
+pub async fn wait_until_ready(client: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        let ready = client.get(format!("{base}/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{base} did not become ready");
+}
+
+pub fn book(title: &str, author: &str) -> Value {
+    json!({ "title": title, "author": author })
+}
+
+/// Asserts an API.md error: status, `error` code and a message.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let body: Value = response.json().await.expect("JSON error body");
+    assert_eq!(body["error"], code, "error code in {body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    body
+}
+
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use $crate::helpers::Backend;
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(Backend::Postgres).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(Backend::Sqlite).await
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,6 @@
+mod helpers;
+
+mod access;
+mod books;
+mod keys;
+mod revocation;

@@ -1,0 +1,189 @@
+//! Revocations reach books-service through Redis, not through calls to auth-service.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::both_backends;
+use crate::helpers::{assert_error, spawn_stack, spawn_stack_with, Backend};
+
+both_backends!(logout_is_enforced_by_books_within_100ms_without_asking_auth);
+
+async fn logout_is_enforced_by_books_within_100ms_without_asking_auth(backend: Backend) {
+    let stack = spawn_stack(backend).await;
+    let tokens = stack.user_with_roles("victor", "user").await;
+    assert_eq!(
+        stack.get(&tokens.access, "/books").await.status(),
+        StatusCode::OK
+    );
+    let logout = stack.logout(&tokens).await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let logged_out_at = Instant::now();
+    let auth_requests_before = stack.auth_request_count().await;
+
+    let refused_after = loop {
+        let response = stack.get(&tokens.access, "/books").await;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            assert_error(response, StatusCode::UNAUTHORIZED, "token_revoked").await;
+            break logged_out_at.elapsed();
+        }
+        assert!(
+            logged_out_at.elapsed() < Duration::from_secs(2),
+            "never refused"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+
+    assert!(
+        refused_after <= Duration::from_millis(100),
+        "refused after {refused_after:?}"
+    );
+    // Only our own /metrics call reached auth-service in between.
+    assert_eq!(stack.auth_request_count().await, auth_requests_before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_books_instance_loads_earlier_revocations() {
+    let stack = spawn_stack(Backend::Postgres).await;
+    let tokens = stack.user_with_roles("wendy", "user").await;
+    assert_eq!(stack.logout(&tokens).await.status(), StatusCode::NO_CONTENT);
+
+    let (second, _database) = stack.another_books_instance().await;
+
+    let response = stack
+        .client
+        .get(format!("{second}/books"))
+        .bearer_auth(&tokens.access)
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, StatusCode::UNAUTHORIZED, "token_revoked").await;
+}
+
+/// A private Redis on a free port, so the test can stop it without touching anyone else's.
+struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (.ci/run installs it)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("private redis did not start");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn wait_for_status(
+    stack: &crate::helpers::Stack,
+    token: &str,
+    status: StatusCode,
+) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let response = stack.get(token, "/books").await;
+        if response.status() == status {
+            return response;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} after 15 s",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_longer_than_the_staleness_bound_is_503_then_recovers() {
+    let mut redis = PrivateRedis::start();
+    let stack = spawn_stack_with(
+        Backend::Postgres,
+        &[("REVOCATION_STALENESS_MS", "1000")],
+        redis.url(),
+    )
+    .await;
+    let tokens = stack.user_with_roles("xavier", "user").await;
+    assert_eq!(
+        stack.get(&tokens.access, "/books").await.status(),
+        StatusCode::OK
+    );
+
+    redis.stop();
+    let during = wait_for_status(&stack, &tokens.access, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_error(during, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    let ready = stack
+        .client
+        .get(stack.books_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    redis.restart();
+    wait_for_status(&stack, &tokens.access, StatusCode::OK).await;
+    // The feed works again: a new logout reaches books-service.
+    let again = stack.login("xavier").await;
+    assert_eq!(
+        stack.get(&again.access, "/books").await.status(),
+        StatusCode::OK
+    );
+    let logout = wait_for_logout(&stack, &again).await;
+    assert_eq!(logout, StatusCode::NO_CONTENT);
+    wait_for_status(&stack, &again.access, StatusCode::UNAUTHORIZED).await;
+}
+
+/// auth-service may need a moment to reconnect to the restarted Redis.
+async fn wait_for_logout(
+    stack: &crate::helpers::Stack,
+    tokens: &crate::helpers::Tokens,
+) -> StatusCode {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = stack.logout(tokens).await.status();
+        if status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
