@@ -1,24 +1,14 @@
 use auth_service::{Application, Settings};
+use shared::server::exit;
 
 #[tokio::main]
 async fn main() {
     shared::telemetry::init("info");
-    let settings = match Settings::from_env() {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("{err}");
-            std::process::exit(2);
-        }
-    };
-    let app = match Application::build(settings).await {
-        Ok(app) => app,
-        Err(err) => {
-            eprintln!("auth-service failed to start: {err}");
-            std::process::exit(1);
-        }
-    };
+    let settings = Settings::from_env().unwrap_or_else(|err| exit(2, err));
+    let app = Application::build(settings)
+        .await
+        .unwrap_or_else(|err| exit(1, format!("auth-service failed to start: {err}")));
     if let Err(err) = app.run_until_stopped().await {
-        eprintln!("auth-service stopped with an error: {err}");
-        std::process::exit(1);
+        exit(1, format!("auth-service stopped with an error: {err}"));
     }
 }

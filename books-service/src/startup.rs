@@ -1,14 +1,11 @@
 //! Building and running the service: settings in, a bound server out.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use shared::error::rejections;
 use shared::jwks_cache::JwksCache;
 use shared::revocation::{MemoryRevocations, RevocationReplica, RevocationStore};
 use shared::{AuthContext, KeySet, Metrics, TokenVerifier, VerifierConfig};
@@ -96,38 +93,20 @@ impl Application {
             metrics: metrics.clone(),
         });
 
-        let listener = TcpListener::bind(settings.listen_addr).map_err(|e| {
-            StartupError(format!(
-                "LISTEN_ADDR: cannot bind {}: {e}",
-                settings.listen_addr
-            ))
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| StartupError(e.to_string()))?
-            .port();
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(auth.clone())
-                .app_data(metrics.clone())
-                .app_data(rejections::json_config())
-                .app_data(rejections::query_config())
-                .app_data(rejections::path_config())
-                .wrap(from_fn(shared::telemetry::request_context))
-                .configure(routes::books::config)
-                .configure(routes::health::config)
-                .default_service(web::to(rejections::not_found))
-        })
-        .shutdown_timeout(30);
-        if let Some(workers) = settings.workers {
-            server = server.workers(workers);
-        }
-        let server = server
-            .listen(listener)
-            .map_err(|e| StartupError(e.to_string()))?
-            .run();
-        tracing::info!(port, "books-service listening");
+        let bound = shared::server::bind(
+            "books-service",
+            settings.listen_addr,
+            settings.workers,
+            move |cfg: &mut web::ServiceConfig| {
+                cfg.app_data(state.clone())
+                    .app_data(auth.clone())
+                    .app_data(metrics.clone());
+                cfg.configure(routes::books::config);
+                cfg.configure(routes::health::config);
+            },
+        )
+        .map_err(StartupError)?;
+        let (port, server) = (bound.port, bound.server);
         Ok(Self { port, server, keys })
     }
 

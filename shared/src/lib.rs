@@ -11,7 +11,10 @@ pub mod jwks;
 pub mod jwks_cache;
 pub mod metrics;
 pub mod revocation;
+pub mod server;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod verifier;
 
 pub use claims::{AccessClaims, Claims, RefreshClaims, Role, TokenType};

@@ -106,6 +106,11 @@ impl TokenVerifier {
         if header.alg != Algorithm::RS256 {
             return Err(TokenError::Invalid("algorithm not allowed"));
         }
+        // RFC 7515 4.1.11: we understand no critical extension, so any `crit` is a refusal. A JWE
+        // or compressed token is never one of ours.
+        if header.crit.is_some() || header.enc.is_some() || header.zip.is_some() {
+            return Err(TokenError::Invalid("unsupported header"));
+        }
         let kid = header.kid.ok_or(TokenError::Invalid("no kid"))?;
         let keys = self.keys();
         let key = keys.keys.get(&kid).ok_or(TokenError::UnknownKid)?;

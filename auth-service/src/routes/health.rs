@@ -6,13 +6,9 @@ use shared::{ErrorBody, ErrorCode};
 use crate::startup::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
+    cfg.route("/healthz", web::get().to(shared::server::healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+        .route("/metrics", web::get().to(shared::server::metrics));
 }
 
 /// Ready when the database answers and the revocation store can be reached.
@@ -42,10 +38,4 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .with_fields(problems)
         .into_response()
     }
-}
-
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
 }

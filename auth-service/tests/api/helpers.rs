@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use auth_service::{Application, Settings};
-use diesel::{Connection, PgConnection, RunQueryDsl};
+use diesel::RunQueryDsl;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -18,43 +18,7 @@ pub enum Backend {
     Sqlite,
 }
 
-pub fn pg_base_url() -> String {
-    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A PostgreSQL database made for one test and dropped after it.
-pub struct TestDatabase {
-    name: String,
-}
-
-impl TestDatabase {
-    pub fn create() -> (Self, String) {
-        let name = format!("authbooks_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::establish(&format!("{}/postgres", pg_base_url()))
-            .expect("PostgreSQL must be running for the tests (see README)");
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .expect("create test database");
-        let url = format!("{}/{name}", pg_base_url());
-        (Self { name }, url)
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", pg_base_url())) {
-            let _ = diesel::sql_query(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut admin);
-        }
-    }
-}
+pub use shared::testing::{redis_url, TestDatabase};
 
 pub struct TestApp {
     pub address: String,
@@ -79,7 +43,8 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     let redis_prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
     let (database, database_url) = match backend {
         Backend::Postgres => {
-            let (db, url) = TestDatabase::create();
+            let db = TestDatabase::create();
+            let url = db.url.clone();
             (Some(db), url)
         }
         Backend::Sqlite => (

@@ -1,0 +1,194 @@
+//! What a token costs: raw RSA-2048 PKCS#1 v1.5 signing against `SigningKey::sign_jwt`,
+//! `jsonwebtoken::encode` and `TokenVerifier::verify_access`.
+//!
+//! `cargo bench -p auth-service --bench tokens` (set `TOKEN_BENCH_ITERS` to change N).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use auth_service::keys::{generate_key_file, SigningKey};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use shared::jwks::Jwks;
+use shared::{Claims, KeySet, Role, TokenType, TokenVerifier, VerifierConfig};
+
+const WARM_UP: usize = 200;
+const DEFAULT_ITERS: usize = 2000;
+const ISSUER: &str = "authbooks";
+const AUDIENCE: &str = "authbooks-api";
+
+struct Stats {
+    mean: Duration,
+    median: Duration,
+    p99: Duration,
+}
+
+impl Stats {
+    fn micros(d: Duration) -> f64 {
+        d.as_secs_f64() * 1e6
+    }
+}
+
+/// Runs `op` `WARM_UP` times unmeasured, then `iters` times, timing each call.
+fn measure(iters: usize, mut op: impl FnMut()) -> Stats {
+    for _ in 0..WARM_UP {
+        op();
+    }
+    let mut samples = Vec::with_capacity(iters);
+    let total = Instant::now();
+    for _ in 0..iters {
+        let start = Instant::now();
+        op();
+        samples.push(start.elapsed());
+    }
+    let mean = total.elapsed() / iters as u32;
+    samples.sort_unstable();
+    Stats {
+        mean,
+        median: samples[iters / 2],
+        p99: samples[(iters * 99 / 100).min(iters - 1)],
+    }
+}
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    STANDARD.decode(body).expect("PEM body is base64")
+}
+
+fn claims(now: i64) -> Claims {
+    Claims {
+        iss: ISSUER.into(),
+        aud: AUDIENCE.into(),
+        sub: "0192f6a4-7c1e-7b3a-9a51-3f2c1d0e8b77".into(),
+        jti: uuid::Uuid::new_v4().to_string(),
+        iat: now,
+        nbf: now,
+        exp: now + 900,
+        token_type: TokenType::Access,
+        fresh: true,
+        roles: vec![Role::User, Role::Editor],
+        username: "alice.librarian".into(),
+        fam: Some(uuid::Uuid::new_v4().to_string()),
+        csrf: None,
+    }
+}
+
+fn main() {
+    let iters = std::env::var("TOKEN_BENCH_ITERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_ITERS);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = generate_key_file(dir.path()).expect("key generation");
+    let pem = std::fs::read_to_string(&path).expect("read key");
+    let key = SigningKey::from_pkcs8_pem(&pem, "bench").expect("load key");
+    let pair = RsaKeyPair::from_pkcs8(&pem_to_der(&pem)).expect("parse key");
+    let rng = SystemRandom::new();
+
+    let claims = claims(shared::now_unix());
+    let payload = serde_json::to_vec(&claims).expect("claims JSON");
+    let token = key.sign_jwt(&payload).expect("sign");
+    let signing_input = token[..token.rfind('.').expect("compact JWS")].to_owned();
+
+    let header = Header {
+        kid: Some(key.kid().to_owned()),
+        ..Header::new(Algorithm::RS256)
+    };
+    let reused_key = EncodingKey::from_rsa_pem(pem.as_bytes()).expect("jsonwebtoken key");
+    let verifier = TokenVerifier::new(
+        &VerifierConfig {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            leeway: 30,
+        },
+        KeySet::from_jwks(&Jwks {
+            keys: vec![key.jwk().clone()],
+        }),
+    );
+    // Both signers must produce tokens the verifier takes, or the comparison means nothing.
+    let jwt_token = jsonwebtoken::encode(&header, &claims, &reused_key).expect("encode");
+    assert_eq!(
+        verifier.verify_access(&token).expect("verify").jti,
+        claims.jti
+    );
+    assert_eq!(
+        verifier.verify_access(&jwt_token).expect("verify").jti,
+        claims.jti
+    );
+
+    let raw = measure(iters, || {
+        let mut signature = vec![0; pair.public_modulus_len()];
+        pair.sign(
+            &RSA_PKCS1_SHA256,
+            &rng,
+            black_box(signing_input.as_bytes()),
+            &mut signature,
+        )
+        .expect("raw sign");
+        black_box(signature);
+    });
+    let sign_jwt = measure(iters, || {
+        black_box(key.sign_jwt(black_box(&payload)).expect("sign_jwt"));
+    });
+    let encode_pem = measure(iters, || {
+        let key = EncodingKey::from_rsa_pem(black_box(pem.as_bytes())).expect("key");
+        black_box(jsonwebtoken::encode(&header, black_box(&claims), &key).expect("encode"));
+    });
+    let encode_reused = measure(iters, || {
+        black_box(jsonwebtoken::encode(&header, black_box(&claims), &reused_key).expect("encode"));
+    });
+    let verify = measure(iters, || {
+        black_box(verifier.verify_access(black_box(&token)).expect("verify"));
+    });
+
+    println!(
+        "RSA-2048 RS256, {iters} iterations after {WARM_UP} warm-up, token {} bytes, payload {} bytes\n",
+        token.len(),
+        payload.len()
+    );
+    println!(
+        "{:<44} {:>10} {:>10} {:>10} {:>9}",
+        "operation", "mean µs", "median µs", "p99 µs", "× raw"
+    );
+    let ratio = |s: &Stats| s.mean.as_secs_f64() / raw.mean.as_secs_f64();
+    let rows = [
+        ("(a) aws-lc-rs RsaKeyPair::sign (pre-parsed)", &raw),
+        ("(b) SigningKey::sign_jwt", &sign_jwt),
+        ("(c) jsonwebtoken::encode + from_rsa_pem", &encode_pem),
+        ("(c') jsonwebtoken::encode, key reused", &encode_reused),
+        ("(d) TokenVerifier::verify_access", &verify),
+    ];
+    for (name, stats) in rows {
+        println!(
+            "{:<44} {:>10.1} {:>10.1} {:>10.1} {:>9.2}",
+            name,
+            Stats::micros(stats.mean),
+            Stats::micros(stats.median),
+            Stats::micros(stats.p99),
+            ratio(stats)
+        );
+    }
+    println!();
+    println!("sign_jwt / raw sign:               {:.3}", ratio(&sign_jwt));
+    println!(
+        "jsonwebtoken encode / raw sign:    {:.3}",
+        ratio(&encode_pem)
+    );
+    println!(
+        "  (EncodingKey reused / raw sign): {:.3}",
+        ratio(&encode_reused)
+    );
+    println!(
+        "verify_access:                     {:.1} µs ({:.0} verifications/s per core)",
+        Stats::micros(verify.mean),
+        1.0 / verify.mean.as_secs_f64()
+    );
+}
