@@ -54,6 +54,10 @@ pub struct Settings {
     pub cookie_secure: bool,
     /// Seconds the JWKS may be cached by verifiers (`Cache-Control: max-age`).
     pub jwks_max_age: u64,
+    /// A new key signs only after it has been published this long (default: the JWKS max-age).
+    pub key_activation_delay: u64,
+    /// How often the keys directory is checked for new keys.
+    pub keys_reload_secs: u64,
     /// HTTP worker threads; one per core when unset.
     pub workers: Option<usize>,
 }
@@ -111,6 +115,7 @@ impl Settings {
             Some(_) => return Err(invalid("AUTH_COOKIE_SECURE", "expected true or false")),
         };
 
+        let jwks_max_age = env.seconds("JWKS_MAX_AGE", 300, 0)?;
         Ok(Settings {
             listen_addr,
             database_url,
@@ -124,7 +129,9 @@ impl Settings {
             leeway: env.seconds("JWT_LEEWAY", 30, 0)?,
             bootstrap_admin,
             cookie_secure,
-            jwks_max_age: env.seconds("JWKS_MAX_AGE", 300, 0)?,
+            jwks_max_age,
+            key_activation_delay: env.seconds("AUTH_KEY_ACTIVATION_DELAY", jwks_max_age, 0)?,
+            keys_reload_secs: env.seconds("AUTH_KEYS_RELOAD_SECS", 10, 1)?,
             workers: env.workers()?,
         })
     }

@@ -103,10 +103,19 @@ fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
     STANDARD.decode(body).ok()
 }
 
-/// Every key in the directory; the newest (by file name, which starts with its creation time)
-/// signs, and all of them are published so tokens signed by older keys still verify.
+/// A key file and when it was made (from its name `key-<unix millis>-...`, else its mtime).
+struct RingKey {
+    created_ms: i64,
+    key: SigningKey,
+}
+
+/// Every key in the directory, all published in the JWKS so tokens signed by any of them verify.
+/// The key that signs is the newest one that has been published for at least the activation
+/// delay (the JWKS max-age), so every verifier's cached JWKS already holds it; before any key is
+/// that old, the oldest signs.
 pub struct KeyRing {
-    keys: Vec<SigningKey>,
+    keys: Vec<RingKey>,
+    files: Vec<PathBuf>,
 }
 
 impl KeyRing {
@@ -120,24 +129,95 @@ impl KeyRing {
                 .await
                 .map_err(|e| KeyError::Generate(e.to_string()))??;
         }
-        let mut keys = Vec::new();
-        for path in pem_files(dir)? {
-            let name = path.display().to_string();
-            let pem = tokio::fs::read_to_string(&path).await.map_err(io)?;
-            keys.push(SigningKey::from_pkcs8_pem(&pem, &name)?);
-        }
-        Ok(Self { keys })
+        Self::load(dir).await
     }
 
-    pub fn signing_key(&self) -> &SigningKey {
-        // `load_or_generate` never builds an empty ring.
-        &self.keys[self.keys.len() - 1]
+    async fn load(dir: &Path) -> Result<Self, KeyError> {
+        let io = |e| KeyError::Io(dir.display().to_string(), e);
+        let files = pem_files(dir)?;
+        let mut keys = Vec::new();
+        for path in &files {
+            let name = path.display().to_string();
+            let pem = tokio::fs::read_to_string(path).await.map_err(io)?;
+            keys.push(RingKey {
+                created_ms: created_ms(path),
+                key: SigningKey::from_pkcs8_pem(&pem, &name)?,
+            });
+        }
+        if keys.is_empty() {
+            return Err(KeyError::Io(
+                dir.display().to_string(),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no *.pem key"),
+            ));
+        }
+        keys.sort_by_key(|k| k.created_ms);
+        Ok(Self { keys, files })
+    }
+
+    /// The key to sign with at `now_ms`.
+    pub fn signing_key(&self, now_ms: i64, activation_delay_ms: i64) -> &SigningKey {
+        let active = self
+            .keys
+            .iter()
+            .rev()
+            .find(|k| k.created_ms + activation_delay_ms <= now_ms);
+        &active.unwrap_or(&self.keys[0]).key
     }
 
     pub fn jwks(&self) -> Jwks {
         Jwks {
-            keys: self.keys.iter().map(|k| k.jwk().clone()).collect(),
+            keys: self.keys.iter().map(|k| k.key.jwk().clone()).collect(),
         }
+    }
+}
+
+fn created_ms(path: &Path) -> i64 {
+    let from_name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.strip_prefix("key-"))
+        .and_then(|s| s.split('-').next())
+        .and_then(|ms| ms.parse::<i64>().ok());
+    from_name.unwrap_or_else(|| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// The current ring, reloaded from the directory when its files change, so a key added by
+/// `generate_key_file` (or another instance) is published without a restart.
+pub struct KeyStore {
+    dir: PathBuf,
+    ring: std::sync::RwLock<std::sync::Arc<KeyRing>>,
+}
+
+impl KeyStore {
+    pub async fn open(dir: &Path) -> Result<Self, KeyError> {
+        let ring = KeyRing::load_or_generate(dir).await?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            ring: std::sync::RwLock::new(std::sync::Arc::new(ring)),
+        })
+    }
+
+    pub fn current(&self) -> std::sync::Arc<KeyRing> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-reads the directory; `Some(jwks)` when the set of keys changed.
+    pub async fn reload(&self) -> Result<Option<Jwks>, KeyError> {
+        if pem_files(&self.dir)? == self.current().files {
+            return Ok(None);
+        }
+        let ring = KeyRing::load(&self.dir).await?;
+        let jwks = ring.jwks();
+        *self.ring.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(ring);
+        tracing::info!(keys = jwks.keys.len(), "signing keys reloaded");
+        Ok(Some(jwks))
     }
 }
 
@@ -163,7 +243,7 @@ pub fn generate_key_file(dir: &Path) -> Result<PathBuf, KeyError> {
         .map_err(|e| KeyError::Generate(e.to_string()))?;
     let name = format!(
         "key-{}-{}.pem",
-        shared::now_unix(),
+        chrono::Utc::now().timestamp_millis(),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let path = dir.join(&name);
@@ -223,6 +303,41 @@ mod tests {
             jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).unwrap();
         assert_eq!(data.claims["sub"], "1");
         assert_eq!(data.header.kid.as_deref(), Some(key.kid()));
+    }
+
+    #[tokio::test]
+    async fn a_new_key_signs_only_after_the_activation_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = std::fs::read_to_string(generate_key_file(dir.path()).unwrap()).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let newer = std::fs::read_to_string(generate_key_file(other.path()).unwrap()).unwrap();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+        std::fs::write(dir.path().join("key-1000-a.pem"), &pem).unwrap();
+        std::fs::write(dir.path().join("key-2000-b.pem"), &newer).unwrap();
+
+        let ring = KeyRing::load(dir.path()).await.unwrap();
+        let kids: Vec<String> = ring.jwks().keys.into_iter().filter_map(|k| k.kid).collect();
+        assert_eq!(kids.len(), 2, "both keys are published");
+        let (old, new) = (&kids[0], &kids[1]);
+
+        assert_eq!(
+            ring.signing_key(2500, 1000).kid(),
+            old,
+            "new key not yet active"
+        );
+        assert_eq!(
+            ring.signing_key(3000, 1000).kid(),
+            new,
+            "active after the delay"
+        );
+        assert_eq!(ring.signing_key(2000, 0).kid(), new);
+        assert_eq!(
+            ring.signing_key(1500, 1000).kid(),
+            old,
+            "none active: the oldest"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use shared::{AuthContext, KeySet, Metrics, Role, TokenVerifier, VerifierConfig};
 use crate::config::Settings;
 use crate::domain::{Password, Username};
 use crate::error::AuthError;
-use crate::keys::KeyRing;
+use crate::keys::KeyStore;
 use crate::routes;
 use crate::store::UserStore;
 use crate::tokens::TokenIssuer;
@@ -54,7 +54,7 @@ impl Application {
         revocations: Option<Arc<dyn RevocationStore>>,
     ) -> Result<Self, StartupError> {
         let keys = Arc::new(
-            KeyRing::load_or_generate(&settings.keys_dir)
+            KeyStore::open(&settings.keys_dir)
                 .await
                 .map_err(|e| StartupError(format!("AUTH_KEYS_DIR: {e}")))?,
         );
@@ -81,10 +81,16 @@ impl Application {
                 audience: settings.audience.clone(),
                 leeway: settings.leeway,
             },
-            KeySet::from_jwks(&keys.jwks()),
+            KeySet::from_jwks(&keys.current().jwks()),
+        );
+        let verifier = Arc::new(verifier);
+        spawn_key_reloader(
+            keys.clone(),
+            verifier.clone(),
+            Duration::from_secs(settings.keys_reload_secs),
         );
         let auth = web::Data::new(AuthContext {
-            verifier: Arc::new(verifier),
+            verifier,
             revocations: revocations.clone(),
             key_refresher: None,
             accept_cookies: true,
@@ -94,6 +100,7 @@ impl Application {
             users,
             tokens: TokenIssuer {
                 keys,
+                key_activation_delay_ms: settings.key_activation_delay as i64 * 1000,
                 issuer: settings.issuer.clone(),
                 audience: settings.audience.clone(),
                 access_ttl: settings.access_ttl,
@@ -132,6 +139,24 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Watches the keys directory so new keys are published (and verified here) without a restart.
+fn spawn_key_reloader(keys: Arc<KeyStore>, verifier: Arc<TokenVerifier>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match keys.reload().await {
+                Ok(Some(jwks)) => verifier.replace_keys(KeySet::from_jwks(&jwks)),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "keys directory reload failed; keeping the current keys")
+                }
+            }
+        }
+    });
 }
 
 async fn revocation_store(settings: &Settings) -> Result<Arc<dyn RevocationStore>, StartupError> {

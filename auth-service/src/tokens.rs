@@ -6,7 +6,7 @@ use serde::Serialize;
 use shared::{Claims, Role, TokenType};
 
 use crate::error::AuthError;
-use crate::keys::KeyRing;
+use crate::keys::KeyStore;
 
 /// The token pair body of API.md.
 #[derive(Debug, Serialize)]
@@ -32,7 +32,9 @@ pub struct Subject<'a> {
 }
 
 pub struct TokenIssuer {
-    pub keys: Arc<KeyRing>,
+    pub keys: Arc<KeyStore>,
+    /// A new key signs only once it has been in the JWKS this long (its max-age).
+    pub key_activation_delay_ms: i64,
     pub issuer: String,
     pub audience: String,
     pub access_ttl: u64,
@@ -107,8 +109,10 @@ impl TokenIssuer {
     pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
         let payload =
             serde_json::to_vec(claims).map_err(|e| AuthError::Unexpected(e.to_string()))?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
         self.keys
-            .signing_key()
+            .current()
+            .signing_key(now_ms, self.key_activation_delay_ms)
             .sign_jwt(&payload)
             .map_err(|e| AuthError::Unexpected(e.to_string()))
     }

@@ -43,3 +43,13 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// The claims of a JWT, decoded without any verification (to inspect what was issued).
+pub fn payload(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).expect("payload part");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json payload")
+}

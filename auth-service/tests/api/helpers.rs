@@ -18,7 +18,7 @@ pub enum Backend {
     Sqlite,
 }
 
-pub use shared::testing::{redis_url, TestDatabase};
+pub use shared::testing::{payload, redis_url, TestDatabase};
 
 pub struct TestApp {
     pub address: String,
@@ -229,16 +229,6 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
         assert!(www.starts_with("Bearer error="), "{www}");
     }
     body
-}
-
-/// The payload of a JWT, decoded without verification (for inspecting what was issued).
-pub fn payload(token: &str) -> Value {
-    use base64::Engine;
-    let part = token.split('.').nth(1).expect("payload part");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("json payload")
 }
 
 /// Generates `mod name { postgres, sqlite }` test pairs calling `name(Backend)`.

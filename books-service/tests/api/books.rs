@@ -12,6 +12,8 @@ both_backends!(
     stale_if_match_is_412_and_writes_are_atomic,
     pages_follow_the_cursor_and_filters_apply,
     bad_requests_get_json_errors,
+    pagination_is_complete_and_stable_while_books_are_added,
+    bad_tokens_are_refused_with_their_codes,
 );
 
 async fn invalid_books_are_422_with_every_field(backend: Backend) {
@@ -103,8 +105,20 @@ async fn stale_if_match_is_412_and_writes_are_atomic(backend: Backend) {
     )
     .await;
 
-    // Ten writers holding the same ETag: exactly one wins.
-    let writers = (0..10).map(|i| {
+    let unchanged: Value = stack
+        .get_book(&editor.access, &id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        unchanged["title"], "Second",
+        "a refused write changes nothing"
+    );
+    assert_eq!(unchanged["version"], 2);
+
+    // Twenty writers holding the same ETag: exactly one wins.
+    let writers = (0..20).map(|i| {
         let body = book(&format!("Writer {i}"), "Author");
         let (stack, token, id) = (&stack, editor.access.clone(), id.clone());
         async move {
@@ -244,4 +258,102 @@ async fn bad_requests_get_json_errors(backend: Backend) {
         "not_found",
     )
     .await;
+}
+
+async fn pagination_is_complete_and_stable_while_books_are_added(backend: Backend) {
+    let stack = spawn_stack(backend).await;
+    let editor = stack.user_with_roles("paige", "user,editor").await;
+    let mut expected = Vec::new();
+    for i in 0..45 {
+        let created: Value = stack
+            .create_book(&editor.access, &book(&format!("Book {i:02}"), "Author"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        expected.push(created["id"].as_str().unwrap().to_owned());
+    }
+
+    let mut seen = Vec::new();
+    let mut path = "/books?limit=20".to_owned();
+    let mut pages = 0;
+    loop {
+        let page: Value = stack.get(&editor.access, &path).await.json().await.unwrap();
+        pages += 1;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["id"].as_str().unwrap().to_owned()),
+        );
+        // Someone adds a book between our pages.
+        let added: Value = stack
+            .create_book(&editor.access, &book(&format!("Added {pages}"), "Other"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        expected.push(added["id"].as_str().unwrap().to_owned());
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/books?limit=20&cursor={cursor}"),
+            None => break,
+        }
+    }
+
+    // Every book once, in creation order; books added meanwhile appear after the first 45, except
+    // the one added after the last page was read.
+    assert_eq!(seen.len(), expected.len() - 1);
+    assert_eq!(seen, expected[..expected.len() - 1]);
+    assert!(pages >= 3);
+}
+
+async fn bad_tokens_are_refused_with_their_codes(backend: Backend) {
+    let stack = spawn_stack(backend).await;
+    let tokens = stack.user_with_roles("quinn", "user").await;
+    let key = signing_key(&stack.keys_dir);
+    let claims = |edit: &dyn Fn(&mut Value)| {
+        let mut claims = crate::helpers::payload(&tokens.access);
+        edit(&mut claims);
+        key.sign_jwt(claims.to_string().as_bytes()).unwrap()
+    };
+    let now = shared::now_unix();
+
+    let genuine_copy = claims(&|_| {});
+    assert_eq!(
+        stack.get(&genuine_copy, "/books").await.status(),
+        StatusCode::OK
+    );
+    let expired = claims(&|c| {
+        c["iat"] = json!(now - 3600);
+        c["nbf"] = json!(now - 3600);
+        c["exp"] = json!(now - 600);
+    });
+    let other_audience = claims(&|c| c["aud"] = json!("someone-else"));
+    let cases = [
+        (tokens.refresh.clone(), "wrong_token_type"),
+        (expired, "token_expired"),
+        (other_audience, "invalid_token"),
+        ("garbage".to_owned(), "invalid_token"),
+        ("a.b.c".to_owned(), "invalid_token"),
+    ];
+    for (token, code) in cases {
+        assert_error(
+            stack.get(&token, "/books").await,
+            StatusCode::UNAUTHORIZED,
+            code,
+        )
+        .await;
+    }
+}
+
+/// auth-service's own key, read from its keys directory, to mint tokens it would never issue.
+fn signing_key(dir: &std::path::Path) -> auth_service::keys::SigningKey {
+    let path = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "pem"))
+        .unwrap();
+    let pem = std::fs::read_to_string(&path).unwrap();
+    auth_service::keys::SigningKey::from_pkcs8_pem(&pem, "test").unwrap()
 }

@@ -18,7 +18,7 @@ pub enum Backend {
     Sqlite,
 }
 
-pub use shared::testing::{redis_url, TestDatabase};
+pub use shared::testing::{payload, redis_url, TestDatabase};
 
 pub struct Stack {
     pub auth: String,
@@ -28,6 +28,8 @@ pub struct Stack {
     pub redis_prefix: String,
     pub redis: String,
     pub books_keys: Arc<shared::jwks_cache::JwksCache>,
+    /// auth-service's `AUTH_KEYS_DIR`.
+    pub keys_dir: std::path::PathBuf,
     _databases: Vec<TestDatabase>,
     _dir: tempfile::TempDir,
 }
@@ -37,12 +39,14 @@ fn vars(pairs: Vec<(&str, String)>) -> HashMap<String, String> {
 }
 
 pub async fn spawn_stack(backend: Backend) -> Stack {
-    spawn_stack_with(backend, &[], redis_url()).await
+    spawn_stack_with(backend, &[], &[], redis_url()).await
 }
 
-/// `books_extra` adds settings to books-service; `redis` is the Redis both use on PostgreSQL.
+/// `auth_extra`/`books_extra` add settings to each service; `redis` is the Redis both use on
+/// PostgreSQL.
 pub async fn spawn_stack_with(
     backend: Backend,
+    auth_extra: &[(&str, &str)],
     books_extra: &[(&str, &str)],
     redis: String,
 ) -> Stack {
@@ -82,6 +86,9 @@ pub async fn spawn_stack_with(
         "AUTH_KEYS_DIR".into(),
         dir.path().join("keys").display().to_string(),
     );
+    for (k, v) in auth_extra {
+        auth_vars.insert((*k).to_owned(), (*v).to_owned());
+    }
     let auth_settings = auth_service::Settings::from_vars(auth_vars).expect("auth settings");
     let auth_app = auth_service::Application::build_with(auth_settings, shared_store.clone())
         .await
@@ -111,6 +118,7 @@ pub async fn spawn_stack_with(
         redis_prefix,
         redis: redis_for_stack,
         books_keys,
+        keys_dir: dir.path().join("keys"),
         _databases: databases,
         _dir: dir,
     };

@@ -8,7 +8,7 @@ use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, spawn_stack, wait_until_ready, Backend};
+use crate::helpers::{assert_error, spawn_stack, spawn_stack_with, wait_until_ready, Backend};
 
 /// The same token with another `kid` in its header.
 fn with_kid(token: &str, kid: &str) -> String {
@@ -117,4 +117,62 @@ async fn books_starts_before_auth_and_is_ready_once_keys_arrive() {
     tokio::spawn(auth.run_until_stopped());
 
     wait_until_ready(&client, &books_url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_signing_key_is_picked_up_without_restart() {
+    let stack = spawn_stack_with(
+        Backend::Sqlite,
+        &[
+            ("AUTH_KEY_ACTIVATION_DELAY", "0"),
+            ("AUTH_KEYS_RELOAD_SECS", "1"),
+        ],
+        &[],
+        String::new(),
+    )
+    .await;
+    let old = stack.user_with_roles("rotor", "user").await;
+    assert_eq!(
+        stack.get(&old.access, "/books").await.status(),
+        StatusCode::OK
+    );
+    let old_kid = jsonwebtoken::decode_header(&old.access)
+        .unwrap()
+        .kid
+        .unwrap();
+
+    // An operator adds a key to the shared keys directory; auth-service publishes it and signs
+    // with it, books-service has never seen it.
+    auth_service::keys::generate_key_file(&stack.keys_dir).unwrap();
+    let new = loop {
+        let tokens = stack.login("rotor").await;
+        if jsonwebtoken::decode_header(&tokens.access)
+            .unwrap()
+            .kid
+            .unwrap()
+            != old_kid
+        {
+            break tokens;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let before = stack.books_keys.fetch_count();
+
+    let burst = (0..100).map(|_| stack.get(&new.access, "/books"));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(burst)
+        .await
+        .iter()
+        .map(|r| r.status())
+        .collect();
+
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(stack.books_keys.fetch_count(), before + 1, "one JWKS fetch");
+    // Tokens signed by the old key still verify.
+    assert_eq!(
+        stack.get(&old.access, "/books").await.status(),
+        StatusCode::OK
+    );
 }

@@ -139,6 +139,7 @@ async fn redis_outage_longer_than_the_staleness_bound_is_503_then_recovers() {
     let mut redis = PrivateRedis::start();
     let stack = spawn_stack_with(
         Backend::Postgres,
+        &[],
         &[("REVOCATION_STALENESS_MS", "1000")],
         redis.url(),
     )
