@@ -58,6 +58,8 @@ pub struct Settings {
     pub key_activation_delay: u64,
     /// How often the keys directory is checked for new keys.
     pub keys_reload_secs: u64,
+    /// Seconds during which a rotated refresh token replays its first answer (0: never).
+    pub refresh_grace_secs: u64,
     /// HTTP worker threads; one per core when unset.
     pub workers: Option<usize>,
 }
@@ -132,6 +134,7 @@ impl Settings {
             jwks_max_age,
             key_activation_delay: env.seconds("AUTH_KEY_ACTIVATION_DELAY", jwks_max_age, 0)?,
             keys_reload_secs: env.seconds("AUTH_KEYS_RELOAD_SECS", 10, 1)?,
+            refresh_grace_secs: env.seconds("AUTH_REFRESH_GRACE", 5, 0)?,
             workers: env.workers()?,
         })
     }

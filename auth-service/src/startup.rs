@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: web::Data<Metrics>,
     pub leeway: u64,
     pub jwks_max_age: u64,
+    /// How long a rotated refresh token may be replayed for the same answer.
+    pub refresh_grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +113,7 @@ impl Application {
             metrics: metrics.clone(),
             leeway: settings.leeway,
             jwks_max_age: settings.jwks_max_age,
+            refresh_grace: Duration::from_secs(settings.refresh_grace_secs),
         });
 
         let bound = shared::server::bind(
@@ -122,6 +125,7 @@ impl Application {
                     .app_data(auth.clone())
                     .app_data(metrics.clone());
                 cfg.configure(routes::auth::config);
+                cfg.configure(routes::account::config);
                 cfg.configure(routes::well_known::config);
                 cfg.configure(routes::health::config);
             },

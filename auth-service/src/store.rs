@@ -156,6 +156,28 @@ impl UserStore {
         .await
     }
 
+    /// Replaces a user's roles; `None` when there is no such user.
+    pub async fn set_roles(&self, id: String, roles: Vec<Role>) -> Result<Option<User>, AuthError> {
+        self.run(move |conn| {
+            let updated = diesel::update(users::table.find(&id))
+                .set((
+                    users::roles.eq(encode_roles(&roles)),
+                    users::updated_at.eq(now_millis()),
+                ))
+                .execute(conn)?;
+            if updated == 0 {
+                return Ok(None);
+            }
+            Ok(users::table
+                .find(&id)
+                .select(UserRow::as_select())
+                .first(conn)
+                .optional()?
+                .map(User::from))
+        })
+        .await
+    }
+
     pub async fn ping(&self) -> Result<(), AuthError> {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || shared::db::ping(&pool))

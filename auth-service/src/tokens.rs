@@ -93,7 +93,7 @@ impl TokenIssuer {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sub: subject.id.to_owned(),
-            jti: uuid::Uuid::new_v4().to_string(),
+            jti: uuid::Uuid::now_v7().to_string(),
             iat: now,
             nbf: now,
             exp: now + ttl as i64,

@@ -66,6 +66,23 @@ impl Claims {
         self.roles.contains(&role)
     }
 
+    /// When the token was issued, in milliseconds. Our issuer uses UUIDv7 `jti`s, whose timestamp
+    /// gives per-user cut-offs a finer grain than `iat`'s seconds (a login in the same second as
+    /// a logout-all must survive it); it is clamped to the `iat` second, which the signature covers.
+    pub fn issued_at_ms(&self) -> i64 {
+        let second = self.iat.saturating_mul(1000);
+        uuid::Uuid::parse_str(&self.jti)
+            .ok()
+            .filter(|id| id.get_version_num() == 7)
+            .and_then(|id| id.get_timestamp())
+            .map(|ts| {
+                let (secs, nanos) = ts.to_unix();
+                secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+            })
+            .map(|ms| ms.clamp(second, second + 999))
+            .unwrap_or(second + 999)
+    }
+
     /// Seconds until the token expires (0 when already expired).
     pub fn remaining_secs(&self, now: i64) -> u64 {
         u64::try_from(self.exp - now).unwrap_or(0)

@@ -14,14 +14,11 @@ use crate::store::User;
 use crate::tokens::Subject;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/auth")
-            .route("/register", web::post().to(register))
-            .route("/login", web::post().to(login))
-            .route("/refresh", web::post().to(refresh))
-            .route("/logout", web::post().to(logout))
-            .route("/me", web::get().to(me)),
-    );
+    cfg.route("/auth/register", web::post().to(register))
+        .route("/auth/login", web::post().to(login))
+        .route("/auth/refresh", web::post().to(refresh))
+        .route("/auth/logout", web::post().to(logout))
+        .route("/auth/me", web::get().to(me));
 }
 
 #[derive(Deserialize)]
@@ -31,7 +28,7 @@ struct Credentials {
 }
 
 #[derive(Serialize)]
-struct UserBody {
+pub struct UserBody {
     id: String,
     username: String,
     roles: Vec<Role>,
@@ -40,7 +37,7 @@ struct UserBody {
 }
 
 impl UserBody {
-    fn of(user: &User, with_created_at: bool) -> Self {
+    pub fn of(user: &User, with_created_at: bool) -> Self {
         UserBody {
             id: user.id.clone(),
             username: user.username.clone(),
@@ -54,7 +51,7 @@ impl UserBody {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AuthError> {
     tokio::task::spawn_blocking(f)
@@ -154,16 +151,11 @@ async fn refresh(
         .spend_once(&claims.jti, expires_at)
         .await?
     {
-        if let Some(fam) = &claims.fam {
-            state
-                .revocations
-                .revoke(RevocationEntry {
-                    target: Revocation::Family { fam: fam.clone() },
-                    expires_at: shared::now_unix()
-                        + (state.tokens.refresh_ttl + state.leeway) as i64,
-                })
-                .await?;
+        if let Some(answer) = replay_within_grace(&state, &claims.jti).await? {
+            state.metrics.inc("auth_refresh_replays_total");
+            return Ok(token_response(answer));
         }
+        revoke_family(&state, &claims).await?;
         state.metrics.inc("auth_refresh_reuse_total");
         return Err(TokenError::RefreshReused.into());
     }
@@ -178,10 +170,53 @@ async fn refresh(
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let pair = state.tokens.issue_pair(&subject(&user), false, &family)?;
+    let answer =
+        serde_json::to_string(&pair.body).map_err(|e| AuthError::Unexpected(e.to_string()))?;
+    if !state.refresh_grace.is_zero() {
+        state
+            .revocations
+            .record_rotation(&claims.jti, answer.clone(), state.refresh_grace)
+            .await?;
+    }
     state.metrics.inc("auth_refreshes_total");
-    Ok(HttpResponse::Ok()
+    Ok(token_response(answer))
+}
+
+fn token_response(pair_json: String) -> HttpResponse {
+    HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(pair.body))
+        .content_type("application/json")
+        .body(pair_json)
+}
+
+/// A spent refresh token presented again within the grace window gets the answer its first use
+/// got (a client retrying after a lost response). A concurrent duplicate may arrive while the
+/// first use is still being answered, so wait briefly for that answer.
+async fn replay_within_grace(state: &AppState, jti: &str) -> Result<Option<String>, AuthError> {
+    if state.refresh_grace.is_zero() {
+        return Ok(None);
+    }
+    for _ in 0..25 {
+        if let Some(answer) = state.revocations.rotation(jti).await? {
+            return Ok(Some(answer));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(None)
+}
+
+/// Reuse of a rotated refresh token: whoever holds the family, attacker or victim, loses it.
+async fn revoke_family(state: &AppState, claims: &RefreshClaims) -> Result<(), AuthError> {
+    if let Some(fam) = &claims.fam {
+        state
+            .revocations
+            .revoke(RevocationEntry {
+                target: Revocation::Family { fam: fam.clone() },
+                expires_at: shared::now_unix() + (state.tokens.refresh_ttl + state.leeway) as i64,
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]

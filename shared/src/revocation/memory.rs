@@ -12,13 +12,20 @@ use crate::now_unix;
 /// Expired entries are swept every this many writes, so memory follows the live set.
 const SWEEP_EVERY: u64 = 1024;
 
+struct UserCutoff {
+    before_ms: i64,
+    except_jti: Option<String>,
+    expires_at: i64,
+}
+
 #[derive(Default)]
 struct Entries {
     tokens: HashMap<String, i64>,
     families: HashMap<String, i64>,
-    /// sub -> (cut-off, expires_at)
-    users: HashMap<String, (i64, i64)>,
+    /// The latest cut-off per user; a later one replaces it (cut-offs only move forward).
+    users: HashMap<String, UserCutoff>,
     spent: HashMap<String, i64>,
+    rotations: HashMap<String, (String, std::time::Instant)>,
     writes: u64,
 }
 
@@ -26,8 +33,10 @@ impl Entries {
     fn sweep(&mut self, now: i64) {
         self.tokens.retain(|_, exp| *exp > now);
         self.families.retain(|_, exp| *exp > now);
-        self.users.retain(|_, (_, exp)| *exp > now);
+        self.users.retain(|_, cut| cut.expires_at > now);
         self.spent.retain(|_, exp| *exp > now);
+        let instant = std::time::Instant::now();
+        self.rotations.retain(|_, (_, until)| *until > instant);
     }
 
     fn note_write(&mut self, now: i64) {
@@ -46,10 +55,29 @@ impl Entries {
             Revocation::Family { fam } => {
                 self.families.insert(fam, expires_at);
             }
-            Revocation::UserBefore { sub, before } => {
-                let slot = self.users.entry(sub).or_insert((before, expires_at));
-                slot.0 = slot.0.max(before);
-                slot.1 = slot.1.max(expires_at);
+            Revocation::UserBefore {
+                sub,
+                before_ms,
+                except_jti,
+            } => {
+                let newer = self
+                    .users
+                    .get(&sub)
+                    .is_none_or(|cut| cut.before_ms <= before_ms);
+                if newer {
+                    let expires_at = self
+                        .users
+                        .get(&sub)
+                        .map_or(expires_at, |cut| cut.expires_at.max(expires_at));
+                    self.users.insert(
+                        sub,
+                        UserCutoff {
+                            before_ms,
+                            except_jti,
+                            expires_at,
+                        },
+                    );
+                }
             }
         }
         self.note_write(now);
@@ -62,10 +90,11 @@ impl Entries {
                 .fam
                 .as_ref()
                 .is_some_and(|fam| live(self.families.get(fam)))
-            || self
-                .users
-                .get(&claims.sub)
-                .is_some_and(|(before, exp)| *exp > now && claims.iat <= *before)
+            || self.users.get(&claims.sub).is_some_and(|cut| {
+                cut.expires_at > now
+                    && claims.issued_at_ms() <= cut.before_ms
+                    && cut.except_jti.as_deref() != Some(claims.jti.as_str())
+            })
     }
 }
 
@@ -145,6 +174,33 @@ impl RevocationStore for MemoryRevocations {
         future::ready(Ok(first)).boxed()
     }
 
+    fn record_rotation<'a>(
+        &'a self,
+        jti: &'a str,
+        answer: String,
+        grace: std::time::Duration,
+    ) -> BoxFuture<'a, Result<(), StoreUnavailable>> {
+        let mut entries = self.lock();
+        entries
+            .rotations
+            .insert(jti.to_owned(), (answer, std::time::Instant::now() + grace));
+        entries.note_write(now_unix());
+        future::ready(Ok(())).boxed()
+    }
+
+    fn rotation<'a>(
+        &'a self,
+        jti: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreUnavailable>> {
+        let answer = self
+            .lock()
+            .rotations
+            .get(jti)
+            .filter(|(_, until)| *until > std::time::Instant::now())
+            .map(|(answer, _)| answer.clone());
+        future::ready(Ok(answer)).boxed()
+    }
+
     fn ready(&self) -> BoxFuture<'_, Result<(), StoreUnavailable>> {
         future::ready(Ok(())).boxed()
     }
@@ -200,7 +256,8 @@ mod tests {
             .revoke(RevocationEntry {
                 target: Revocation::UserBefore {
                     sub: "7".into(),
-                    before: now,
+                    before_ms: now * 1000 + 999,
+                    except_jti: None,
                 },
                 expires_at: later,
             })

@@ -27,8 +27,14 @@ pub enum Revocation {
     Token { jti: String },
     /// Every token of one refresh family.
     Family { fam: String },
-    /// Every token of user `sub` issued at or before `before` (Unix seconds).
-    UserBefore { sub: String, before: i64 },
+    /// Every token of user `sub` issued at or before `before_ms` (Unix milliseconds), except
+    /// the one token `except_jti` (the session that asked for it, e.g. a password change).
+    UserBefore {
+        sub: String,
+        before_ms: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        except_jti: Option<String>,
+    },
 }
 
 impl Revocation {
@@ -37,7 +43,15 @@ impl Revocation {
         match self {
             Revocation::Token { jti } => *jti == claims.jti,
             Revocation::Family { fam } => claims.fam.as_deref() == Some(fam.as_str()),
-            Revocation::UserBefore { sub, before } => *sub == claims.sub && claims.iat <= *before,
+            Revocation::UserBefore {
+                sub,
+                before_ms,
+                except_jti,
+            } => {
+                *sub == claims.sub
+                    && claims.issued_at_ms() <= *before_ms
+                    && except_jti.as_deref() != Some(claims.jti.as_str())
+            }
         }
     }
 }
@@ -78,6 +92,22 @@ pub trait RevocationStore: Send + Sync + 'static {
         jti: &'a str,
         expires_at: i64,
     ) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
+
+    /// Remembers, for `grace`, the answer given when refresh token `jti` was rotated, so a client
+    /// retrying the same refresh after a network error gets the same pair instead of tripping
+    /// reuse detection.
+    fn record_rotation<'a>(
+        &'a self,
+        jti: &'a str,
+        answer: String,
+        grace: std::time::Duration,
+    ) -> BoxFuture<'a, Result<(), StoreUnavailable>>;
+
+    /// The answer recorded by [`RevocationStore::record_rotation`], while its grace lasts.
+    fn rotation<'a>(
+        &'a self,
+        jti: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreUnavailable>>;
 
     /// Whether the store can be reached right now (for `/readyz`).
     fn ready(&self) -> BoxFuture<'_, Result<(), StoreUnavailable>>;

@@ -45,6 +45,10 @@ impl RevocationKeys {
         format!("{}revoked:user:{sub}", self.prefix)
     }
 
+    pub fn rotation(&self, jti: &str) -> String {
+        format!("{}rotated:{jti}", self.prefix)
+    }
+
     pub fn spent(&self, jti: &str) -> String {
         format!("{}spent:{jti}", self.prefix)
     }
@@ -164,6 +168,34 @@ impl RevocationStore for RedisRevocations {
         expires_at: i64,
     ) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
         self.spend(jti, expires_at).boxed()
+    }
+
+    fn record_rotation<'a>(
+        &'a self,
+        jti: &'a str,
+        answer: String,
+        grace: std::time::Duration,
+    ) -> BoxFuture<'a, Result<(), StoreUnavailable>> {
+        async move {
+            let mut connection = self.connection.clone();
+            let millis = grace.as_millis().max(1) as u64;
+            let _: () = connection
+                .pset_ex(self.keys.rotation(jti), answer, millis)
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn rotation<'a>(
+        &'a self,
+        jti: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreUnavailable>> {
+        async move {
+            let mut connection = self.connection.clone();
+            Ok(connection.get(self.keys.rotation(jti)).await?)
+        }
+        .boxed()
     }
 
     fn ready(&self) -> BoxFuture<'_, Result<(), StoreUnavailable>> {

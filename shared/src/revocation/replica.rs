@@ -190,6 +190,22 @@ impl RevocationStore for RevocationReplica {
         future::ready(Err(StoreUnavailable("a replica is read-only".into()))).boxed()
     }
 
+    fn record_rotation<'a>(
+        &'a self,
+        _jti: &'a str,
+        _answer: String,
+        _grace: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreUnavailable>> {
+        future::ready(Err(StoreUnavailable("a replica is read-only".into()))).boxed()
+    }
+
+    fn rotation<'a>(
+        &'a self,
+        _jti: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreUnavailable>> {
+        future::ready(Ok(None)).boxed()
+    }
+
     fn ready(&self) -> BoxFuture<'_, Result<(), StoreUnavailable>> {
         let result = if self.is_current() {
             Ok(())

@@ -1,0 +1,130 @@
+//! Session-wide operations: logout everywhere, password change, role administration. Each ends
+//! the affected user's existing tokens with a per-user cut-off that every verifier applies.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use shared::{AccessClaims, Revocation, RevocationEntry, Role};
+
+use crate::domain::Password;
+use crate::error::AuthError;
+use crate::password::{self, Verdict};
+use crate::routes::auth::{blocking, UserBody};
+use crate::startup::AppState;
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.route("/auth/logout-all", web::post().to(logout_all))
+        .route("/auth/password", web::post().to(change_password))
+        .route("/auth/users/{id}/roles", web::put().to(set_roles));
+}
+
+/// Revokes every token of `sub` issued until now (but `except_jti`), on every instance.
+pub async fn revoke_user(
+    state: &AppState,
+    sub: &str,
+    except_jti: Option<String>,
+) -> Result<(), AuthError> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let longest_life = (state.tokens.refresh_ttl + state.leeway) as i64;
+    state
+        .revocations
+        .revoke(RevocationEntry {
+            target: Revocation::UserBefore {
+                sub: sub.to_owned(),
+                before_ms: now_ms,
+                except_jti,
+            },
+            expires_at: now_ms / 1000 + 1 + longest_life,
+        })
+        .await?;
+    Ok(())
+}
+
+async fn logout_all(
+    state: web::Data<AppState>,
+    claims: AccessClaims,
+) -> Result<HttpResponse, AuthError> {
+    // Any authenticated user, for their own sessions.
+    revoke_user(&state, &claims.sub, None).await?;
+    state.metrics.inc("auth_logout_all_total");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    state: web::Data<AppState>,
+    claims: AccessClaims,
+    body: web::Json<PasswordChange>,
+) -> Result<HttpResponse, AuthError> {
+    claims.require_fresh()?;
+    let PasswordChange {
+        current_password,
+        new_password,
+    } = body.into_inner();
+    let new_password = Password::parse(&new_password)
+        .map_err(|problem| AuthError::field("new_password", problem))?;
+    let user = state
+        .users
+        .by_id(claims.sub.clone())
+        .await?
+        .ok_or(shared::TokenError::Invalid("the user no longer exists"))?;
+    let stored = user.password_hash.clone();
+    let verdict = blocking(move || password::verify(&current_password, Some(&stored))).await?;
+    if !matches!(verdict, Verdict::Valid { .. }) {
+        return Err(AuthError::InvalidCredentials);
+    }
+    let hash = blocking(move || password::hash(&new_password))
+        .await?
+        .map_err(|e| AuthError::Unexpected(e.to_string()))?;
+    state.users.set_password_hash(user.id.clone(), hash).await?;
+    // Every other session ends; the token that made the change stays valid until it expires.
+    revoke_user(&state, &user.id, Some(claims.jti.clone())).await?;
+    state.metrics.inc("auth_password_changes_total");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+struct RolesBody {
+    roles: Vec<String>,
+}
+
+async fn set_roles(
+    state: web::Data<AppState>,
+    claims: AccessClaims,
+    id: web::Path<String>,
+    body: web::Json<RolesBody>,
+) -> Result<HttpResponse, AuthError> {
+    claims.require_role(Role::Admin)?;
+    claims.require_fresh()?;
+    let mut roles = Vec::new();
+    for name in &body.roles {
+        let role = Role::parse(name).ok_or_else(|| {
+            AuthError::Validation(BTreeMap::from([(
+                "roles".to_owned(),
+                format!("unknown role {name:?}; expected user, editor or admin"),
+            )]))
+        })?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    if roles.is_empty() {
+        return Err(AuthError::field("roles", "must name at least one role"));
+    }
+    roles.sort();
+    let user = state
+        .users
+        .set_roles(id.into_inner(), roles)
+        .await?
+        .ok_or(AuthError::NotFound("no such user"))?;
+    // Old roles must not linger in tokens issued before the change.
+    revoke_user(&state, &user.id, None).await?;
+    state.metrics.inc("auth_role_changes_total");
+    Ok(HttpResponse::Ok().json(UserBody::of(&user, true)))
+}
