@@ -60,6 +60,11 @@ pub struct Settings {
     pub keys_reload_secs: u64,
     /// Seconds during which a rotated refresh token replays its first answer (0: never).
     pub refresh_grace_secs: u64,
+    /// Peers allowed to state the client address in `X-Forwarded-For` (the gateway).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Login attempts per username / per client address before back-off starts.
+    pub login_limit_username: u64,
+    pub login_limit_address: u64,
     /// HTTP worker threads; one per core when unset.
     pub workers: Option<usize>,
 }
@@ -135,6 +140,21 @@ impl Settings {
             key_activation_delay: env.seconds("AUTH_KEY_ACTIVATION_DELAY", jwks_max_age, 0)?,
             keys_reload_secs: env.seconds("AUTH_KEYS_RELOAD_SECS", 10, 1)?,
             refresh_grace_secs: env.seconds("AUTH_REFRESH_GRACE", 5, 0)?,
+            trusted_proxies: match get("AUTH_TRUSTED_PROXIES") {
+                None => Vec::new(),
+                Some(raw) => raw
+                    .split(',')
+                    .map(|ip| ip.trim().parse())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| {
+                        invalid(
+                            "AUTH_TRUSTED_PROXIES",
+                            "expected comma-separated IP addresses",
+                        )
+                    })?,
+            },
+            login_limit_username: env.seconds("AUTH_LOGIN_LIMIT_USERNAME", 5, 1)?,
+            login_limit_address: env.seconds("AUTH_LOGIN_LIMIT_ADDRESS", 100, 1)?,
             workers: env.workers()?,
         })
     }

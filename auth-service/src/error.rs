@@ -19,6 +19,9 @@ pub enum AuthError {
     Validation(BTreeMap<String, String>),
     #[error("{0}")]
     Conflict(&'static str),
+    /// Too many login attempts; the client may retry after this many seconds.
+    #[error("too many login attempts; try again in {0} s")]
+    RateLimited(u64),
     #[error("{0}")]
     NotFound(&'static str),
     /// A dependency is down. The cause goes to the log, never to the client.
@@ -45,6 +48,7 @@ impl AuthError {
             AuthError::InvalidCredentials => ErrorCode::InvalidCredentials,
             AuthError::Validation(_) => ErrorCode::ValidationFailed,
             AuthError::Conflict(_) => ErrorCode::Conflict,
+            AuthError::RateLimited(_) => ErrorCode::RateLimited,
             AuthError::NotFound(_) => ErrorCode::NotFound,
             AuthError::Unavailable(_) => ErrorCode::Unavailable,
             AuthError::Unexpected(_) => ErrorCode::Internal,
@@ -83,6 +87,16 @@ impl ResponseError for AuthError {
             .with_fields(fields.clone()),
             AuthError::Unavailable(cause) => ErrorBody::unavailable(cause),
             AuthError::Unexpected(cause) => ErrorBody::internal(cause),
+            AuthError::RateLimited(seconds) => {
+                let mut response =
+                    ErrorBody::new(ErrorCode::RateLimited, self.to_string()).into_response();
+                if let Ok(value) = seconds.to_string().parse() {
+                    response
+                        .headers_mut()
+                        .insert(actix_web::http::header::RETRY_AFTER, value);
+                }
+                return response;
+            }
             other => ErrorBody::new(other.code(), other.to_string()),
         };
         body.into_response()

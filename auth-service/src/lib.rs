@@ -10,6 +10,7 @@ pub mod routes;
 pub mod schema;
 pub mod startup;
 pub mod store;
+pub mod throttle;
 pub mod tokens;
 
 pub use config::Settings;

@@ -15,6 +15,7 @@ use crate::error::AuthError;
 use crate::keys::KeyStore;
 use crate::routes;
 use crate::store::UserStore;
+use crate::throttle::{LoginThrottle, MemoryThrottle, RedisThrottle, ThrottlePolicy};
 use crate::tokens::TokenIssuer;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -33,6 +34,8 @@ pub struct AppState {
     pub jwks_max_age: u64,
     /// How long a rotated refresh token may be replayed for the same answer.
     pub refresh_grace: Duration,
+    pub throttle: Arc<dyn LoginThrottle>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +74,7 @@ impl Application {
             Some(shared) => shared,
             None => revocation_store(&settings).await?,
         };
+        let throttle = login_throttle(&settings).await?;
         let users = UserStore::new(pool);
         if let Some(admin) = &settings.bootstrap_admin {
             bootstrap_admin(&users, &admin.username, admin.password.expose()).await?;
@@ -114,6 +118,8 @@ impl Application {
             leeway: settings.leeway,
             jwks_max_age: settings.jwks_max_age,
             refresh_grace: Duration::from_secs(settings.refresh_grace_secs),
+            throttle,
+            trusted_proxies: settings.trusted_proxies.clone(),
         });
 
         let bound = shared::server::bind(
@@ -161,6 +167,25 @@ fn spawn_key_reloader(keys: Arc<KeyStore>, verifier: Arc<TokenVerifier>, every: 
             }
         }
     });
+}
+
+async fn login_throttle(settings: &Settings) -> Result<Arc<dyn LoginThrottle>, StartupError> {
+    let policy = ThrottlePolicy {
+        per_username: settings.login_limit_username,
+        per_address: settings.login_limit_address,
+        ..ThrottlePolicy::default()
+    };
+    match &settings.redis_url {
+        Some(url) => {
+            let throttle = shared::retry_with_backoff("redis", DEPENDENCY_WAIT, || {
+                RedisThrottle::connect(url, &settings.redis_key_prefix, policy.clone())
+            })
+            .await
+            .map_err(|e| StartupError(format!("REDIS_URL: {e}")))?;
+            Ok(Arc::new(throttle))
+        }
+        None => Ok(Arc::new(MemoryThrottle::new(policy))),
+    }
 }
 
 async fn revocation_store(settings: &Settings) -> Result<Arc<dyn RevocationStore>, StartupError> {

@@ -43,15 +43,17 @@ pub struct TokenIssuer {
 
 impl TokenIssuer {
     /// A new access + refresh pair. `fresh` only straight after a password check; `family` is the
-    /// login the pair descends from (a new one per login, kept across refreshes).
+    /// login the pair descends from (a new one per login, kept across refreshes); `csrf` is the
+    /// double-submit value of a cookie session, bound into both tokens.
     pub fn issue_pair(
         &self,
         subject: &Subject<'_>,
         fresh: bool,
         family: &str,
+        csrf: Option<String>,
     ) -> Result<IssuedPair, AuthError> {
         let now = shared::now_unix();
-        let access = self.claims(
+        let mut access = self.claims(
             subject,
             TokenType::Access,
             fresh,
@@ -59,7 +61,7 @@ impl TokenIssuer {
             now,
             self.access_ttl,
         );
-        let refresh = self.claims(
+        let mut refresh = self.claims(
             subject,
             TokenType::Refresh,
             false,
@@ -67,6 +69,8 @@ impl TokenIssuer {
             now,
             self.refresh_ttl,
         );
+        access.csrf = csrf.clone();
+        refresh.csrf = csrf;
         Ok(IssuedPair {
             body: TokenPair {
                 access_token: self.sign(&access)?,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use shared::{AccessClaims, RefreshClaims, Revocation, RevocationEntry, Role, TokenError};
 
@@ -11,7 +11,8 @@ use crate::error::AuthError;
 use crate::password::{self, Verdict};
 use crate::startup::AppState;
 use crate::store::User;
-use crate::tokens::Subject;
+use crate::throttle::client_address;
+use crate::tokens::{IssuedPair, Subject};
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/register", web::post().to(register))
@@ -22,7 +23,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Deserialize)]
-struct Credentials {
+pub struct Credentials {
     username: String,
     password: String,
 }
@@ -88,9 +89,39 @@ async fn register(
 
 async fn login(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, AuthError> {
-    let Credentials { username, password } = body.into_inner();
+    let pair = authenticate(&state, &req, body.into_inner(), None).await?;
+    Ok(token_response(
+        serde_json::to_string(&pair.body).map_err(|e| AuthError::Unexpected(e.to_string()))?,
+    ))
+}
+
+/// Password login shared by `/auth/login` and `/auth/session`: throttle, verify, issue a fresh
+/// pair of a new family (with `csrf` bound in for cookie sessions).
+pub async fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+    credentials: Credentials,
+    csrf: Option<String>,
+) -> Result<IssuedPair, AuthError> {
+    let Credentials { username, password } = credentials;
+    let throttle_name = username.trim().to_ascii_lowercase();
+    let address = client_address(
+        req.peer_addr().map(|a| a.ip()),
+        req.headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok()),
+        &state.trusted_proxies,
+    );
+    // Refused before any argon2 work, so a flood of guesses costs us almost nothing.
+    if let Err(wait) = state.throttle.attempt(&throttle_name, &address).await? {
+        state.metrics.inc("auth_logins_total{result=\"throttled\"}");
+        return Err(AuthError::RateLimited(
+            wait.as_secs_f64().ceil().max(1.0) as u64
+        ));
+    }
     // A name that could never have been registered still costs one verification.
     let user = match Username::parse(&username) {
         Ok(name) => state.users.by_username(name.as_str().to_owned()).await?,
@@ -108,15 +139,16 @@ async fn login(
             return Err(AuthError::InvalidCredentials);
         }
     };
+    state.throttle.succeeded(&throttle_name).await?;
     if needs_rehash {
-        rehash(&state, &user, password).await;
+        rehash(state, &user, password).await;
     }
     let family = uuid::Uuid::new_v4().to_string();
-    let pair = state.tokens.issue_pair(&subject(&user), true, &family)?;
+    let pair = state
+        .tokens
+        .issue_pair(&subject(&user), true, &family, csrf)?;
     state.metrics.inc("auth_logins_total{result=\"success\"}");
-    Ok(HttpResponse::Ok()
-        .insert_header(("Cache-Control", "no-store"))
-        .json(pair.body))
+    Ok(pair)
 }
 
 /// Upgrades a hash made with older parameters. Failure is logged, never fatal to the login.
@@ -169,7 +201,9 @@ async fn refresh(
         .fam
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let pair = state.tokens.issue_pair(&subject(&user), false, &family)?;
+    let pair = state
+        .tokens
+        .issue_pair(&subject(&user), false, &family, claims.csrf.clone())?;
     let answer =
         serde_json::to_string(&pair.body).map_err(|e| AuthError::Unexpected(e.to_string()))?;
     if !state.refresh_grace.is_zero() {
@@ -182,7 +216,7 @@ async fn refresh(
     Ok(token_response(answer))
 }
 
-fn token_response(pair_json: String) -> HttpResponse {
+pub fn token_response(pair_json: String) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .content_type("application/json")

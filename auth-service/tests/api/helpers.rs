@@ -26,6 +26,8 @@ pub struct TestApp {
     pub database_url: String,
     pub redis_prefix: String,
     pub leeway: u64,
+    /// The settings it was started with, to start more instances sharing its state.
+    vars: HashMap<String, String>,
     _database: Option<TestDatabase>,
     _dir: tempfile::TempDir,
 }
@@ -71,13 +73,11 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     for (k, v) in extra {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
-    let settings = Settings::from_vars(vars).expect("test settings");
+    let settings = Settings::from_vars(vars.clone()).expect("test settings");
     let leeway = settings.leeway;
-    let app = Application::build(settings).await.expect("app starts");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
     TestApp {
-        address,
+        address: start(settings).await,
+        vars,
         client: reqwest::Client::new(),
         database_url,
         redis_prefix,
@@ -85,6 +85,13 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
         _database: database,
         _dir: dir,
     }
+}
+
+async fn start(settings: Settings) -> String {
+    let app = Application::build(settings).await.expect("app starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    address
 }
 
 /// A token pair as returned by login and refresh.
@@ -95,6 +102,21 @@ pub struct Tokens {
 }
 
 impl TestApp {
+    /// A second instance on the same database, Redis prefix and keys: a copy of this app's
+    /// address book entry with another address.
+    pub async fn another_instance(&self) -> TestApp {
+        TestApp {
+            address: start(Settings::from_vars(self.vars.clone()).expect("settings")).await,
+            client: reqwest::Client::new(),
+            database_url: self.database_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            leeway: self.leeway,
+            vars: self.vars.clone(),
+            _database: None,
+            _dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

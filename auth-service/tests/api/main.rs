@@ -3,3 +3,4 @@ mod helpers;
 mod accounts;
 mod discovery;
 mod sessions;
+mod throttling;
