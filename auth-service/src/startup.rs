@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::web;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use shared::revocation::{MemoryRevocations, RedisRevocations, RevocationStore};
@@ -35,6 +36,9 @@ pub struct AppState {
     /// How long a rotated refresh token may be replayed for the same answer.
     pub refresh_grace: Duration,
     pub throttle: Arc<dyn LoginThrottle>,
+    pub cookie_secure: bool,
+    /// Seconds before expiry at which a cookie access token is renewed implicitly.
+    pub cookie_refresh_window: u64,
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
@@ -119,6 +123,8 @@ impl Application {
             jwks_max_age: settings.jwks_max_age,
             refresh_grace: Duration::from_secs(settings.refresh_grace_secs),
             throttle,
+            cookie_secure: settings.cookie_secure,
+            cookie_refresh_window: settings.cookie_refresh_window,
             trusted_proxies: settings.trusted_proxies.clone(),
         });
 
@@ -130,10 +136,16 @@ impl Application {
                 cfg.app_data(state.clone())
                     .app_data(auth.clone())
                     .app_data(metrics.clone());
-                cfg.configure(routes::auth::config);
-                cfg.configure(routes::account::config);
-                cfg.configure(routes::well_known::config);
-                cfg.configure(routes::health::config);
+                // One scope over every route, so cookie sessions get implicit refresh anywhere.
+                cfg.service(
+                    web::scope("")
+                        .wrap(from_fn(routes::session::implicit_refresh))
+                        .configure(routes::auth::config)
+                        .configure(routes::account::config)
+                        .configure(routes::session::config)
+                        .configure(routes::well_known::config)
+                        .configure(routes::health::config),
+                );
             },
         )
         .map_err(StartupError)?;

@@ -110,6 +110,21 @@ impl TokenIssuer {
         }
     }
 
+    /// A new access token for the same session as `current` (implicit cookie refresh): never
+    /// fresh, a new `jti`, the same family and CSRF value.
+    pub fn renew_access(&self, current: &Claims) -> Result<String, AuthError> {
+        let now = shared::now_unix();
+        let claims = Claims {
+            jti: uuid::Uuid::now_v7().to_string(),
+            iat: now,
+            nbf: now,
+            exp: now + self.access_ttl as i64,
+            fresh: false,
+            ..current.clone()
+        };
+        self.sign(&claims)
+    }
+
     pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
         let payload =
             serde_json::to_vec(claims).map_err(|e| AuthError::Unexpected(e.to_string()))?;

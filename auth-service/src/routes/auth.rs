@@ -9,6 +9,7 @@ use shared::{AccessClaims, RefreshClaims, Revocation, RevocationEntry, Role, Tok
 use crate::domain::{Password, Username};
 use crate::error::AuthError;
 use crate::password::{self, Verdict};
+use crate::routes::session;
 use crate::startup::AppState;
 use crate::store::User;
 use crate::throttle::client_address;
@@ -174,8 +175,13 @@ fn subject(user: &User) -> Subject<'_> {
 
 async fn refresh(
     state: web::Data<AppState>,
+    req: HttpRequest,
     claims: RefreshClaims,
 ) -> Result<HttpResponse, AuthError> {
+    let respond = |answer: String| match (&claims.csrf, session::refresh_from_cookie(&req)) {
+        (Some(csrf), true) => session::cookie_refresh_response(&state, answer, csrf),
+        _ => token_response(answer),
+    };
     let expires_at = claims.exp + state.leeway as i64;
     // Atomic across instances: of two concurrent uses of one refresh token, one wins.
     if !state
@@ -185,7 +191,7 @@ async fn refresh(
     {
         if let Some(answer) = replay_within_grace(&state, &claims.jti).await? {
             state.metrics.inc("auth_refresh_replays_total");
-            return Ok(token_response(answer));
+            return Ok(respond(answer));
         }
         revoke_family(&state, &claims).await?;
         state.metrics.inc("auth_refresh_reuse_total");
@@ -213,7 +219,7 @@ async fn refresh(
             .await?;
     }
     state.metrics.inc("auth_refreshes_total");
-    Ok(token_response(answer))
+    Ok(respond(answer))
 }
 
 pub fn token_response(pair_json: String) -> HttpResponse {

@@ -1,4 +1,5 @@
 pub mod account;
 pub mod auth;
 pub mod health;
+pub mod session;
 pub mod well_known;

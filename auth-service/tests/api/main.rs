@@ -1,6 +1,7 @@
 mod helpers;
 
 mod accounts;
+mod cookies;
 mod discovery;
 mod sessions;
 mod throttling;
