@@ -164,11 +164,44 @@ impl KeyRing {
         &active.unwrap_or(&self.keys[0]).key
     }
 
+    /// Every key on file, retired or not.
     pub fn jwks(&self) -> Jwks {
         Jwks {
             keys: self.keys.iter().map(|k| k.key.jwk().clone()).collect(),
         }
     }
+
+    /// The keys that may still verify a live token: a key is retired once its successor has
+    /// been signing for longer than the longest token life, so nothing it signed is still valid.
+    pub fn published_jwks(&self, now_ms: i64, activation_delay_ms: i64, max_life_ms: i64) -> Jwks {
+        let signing = self
+            .signing_key(now_ms, activation_delay_ms)
+            .kid()
+            .to_owned();
+        let keys = self
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(i, k)| {
+                let superseded_at = self
+                    .keys
+                    .get(i + 1)
+                    .map(|next| next.created_ms + activation_delay_ms);
+                k.key.kid() == signing || superseded_at.is_none_or(|at| now_ms <= at + max_life_ms)
+            })
+            .map(|(_, k)| k.key.jwk().clone())
+            .collect();
+        Jwks { keys }
+    }
+}
+
+/// When keys start signing and how long what they signed can live.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyPolicy {
+    /// A new key signs only after it has been published this long (the JWKS max-age).
+    pub activation_delay_ms: i64,
+    /// The longest a token can be accepted: refresh lifetime plus leeway.
+    pub max_token_life_ms: i64,
 }
 
 fn created_ms(path: &Path) -> i64 {
@@ -192,32 +225,48 @@ fn created_ms(path: &Path) -> i64 {
 /// `generate_key_file` (or another instance) is published without a restart.
 pub struct KeyStore {
     dir: PathBuf,
+    policy: KeyPolicy,
     ring: std::sync::RwLock<std::sync::Arc<KeyRing>>,
 }
 
 impl KeyStore {
-    pub async fn open(dir: &Path) -> Result<Self, KeyError> {
+    pub async fn open(dir: &Path, policy: KeyPolicy) -> Result<Self, KeyError> {
         let ring = KeyRing::load_or_generate(dir).await?;
         Ok(Self {
             dir: dir.to_owned(),
+            policy,
             ring: std::sync::RwLock::new(std::sync::Arc::new(ring)),
         })
+    }
+
+    pub fn policy(&self) -> KeyPolicy {
+        self.policy
+    }
+
+    /// The JWKS to publish now (retired keys left out).
+    pub fn published_jwks(&self) -> Jwks {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        self.current().published_jwks(
+            now_ms,
+            self.policy.activation_delay_ms,
+            self.policy.max_token_life_ms,
+        )
     }
 
     pub fn current(&self) -> std::sync::Arc<KeyRing> {
         self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Re-reads the directory; `Some(jwks)` when the set of keys changed.
-    pub async fn reload(&self) -> Result<Option<Jwks>, KeyError> {
+    /// Re-reads the directory when its files changed.
+    pub async fn reload(&self) -> Result<(), KeyError> {
         if pem_files(&self.dir)? == self.current().files {
-            return Ok(None);
+            return Ok(());
         }
         let ring = KeyRing::load(&self.dir).await?;
-        let jwks = ring.jwks();
+        let count = ring.keys.len();
         *self.ring.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(ring);
-        tracing::info!(keys = jwks.keys.len(), "signing keys reloaded");
-        Ok(Some(jwks))
+        tracing::info!(keys = count, "signing keys reloaded");
+        Ok(())
     }
 }
 
@@ -260,6 +309,23 @@ pub fn generate_key_file(dir: &Path) -> Result<PathBuf, KeyError> {
     std::fs::rename(&tmp, &path).map_err(io)?;
     tracing::info!(file = %path.display(), "generated a new RSA-2048 signing key");
     Ok(path)
+}
+
+/// `auth-service keys rotate`: adds a new key to the directory. Every instance publishes it at
+/// its next reload and signs with it once the activation delay has passed; the old key stays
+/// published until everything it signed has expired.
+pub fn rotate(dir: &Path, activation_delay_secs: u64) -> Result<serde_json::Value, KeyError> {
+    std::fs::create_dir_all(dir).map_err(|e| KeyError::Io(dir.display().to_string(), e))?;
+    let path = generate_key_file(dir)?;
+    let pem =
+        std::fs::read_to_string(&path).map_err(|e| KeyError::Io(path.display().to_string(), e))?;
+    let key = SigningKey::from_pkcs8_pem(&pem, &path.display().to_string())?;
+    let signs_from = chrono::Utc::now() + chrono::Duration::seconds(activation_delay_secs as i64);
+    Ok(serde_json::json!({
+        "kid": key.kid(),
+        "file": path.display().to_string(),
+        "signs_from": signs_from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }))
 }
 
 #[cfg(test)]
@@ -337,6 +403,27 @@ mod tests {
             ring.signing_key(1500, 1000).kid(),
             old,
             "none active: the oldest"
+        );
+    }
+
+    #[tokio::test]
+    async fn old_keys_leave_the_jwks_once_their_tokens_have_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        for name in ["key-1000-a.pem", "key-2000-b.pem"] {
+            let pem = std::fs::read_to_string(generate_key_file(scratch.path()).unwrap()).unwrap();
+            std::fs::write(dir.path().join(name), pem).unwrap();
+        }
+        let ring = KeyRing::load(dir.path()).await.unwrap();
+        let published = |now| ring.published_jwks(now, 100, 5000).keys.len();
+
+        // b signs from 2100; what a signed lives until 2100 + 5000.
+        assert_eq!(published(2050), 2);
+        assert_eq!(published(7100), 2);
+        assert_eq!(published(7101), 1);
+        assert_eq!(
+            ring.published_jwks(7101, 100, 5000).keys[0].kid.as_deref(),
+            Some(ring.signing_key(7101, 100).kid())
         );
     }
 

@@ -13,7 +13,7 @@ use shared::{AuthContext, KeySet, Metrics, Role, TokenVerifier, VerifierConfig};
 use crate::config::Settings;
 use crate::domain::{Password, Username};
 use crate::error::AuthError;
-use crate::keys::KeyStore;
+use crate::keys::{KeyPolicy, KeyStore};
 use crate::routes;
 use crate::store::UserStore;
 use crate::throttle::{LoginThrottle, MemoryThrottle, RedisThrottle, ThrottlePolicy};
@@ -63,9 +63,15 @@ impl Application {
         revocations: Option<Arc<dyn RevocationStore>>,
     ) -> Result<Self, StartupError> {
         let keys = Arc::new(
-            KeyStore::open(&settings.keys_dir)
-                .await
-                .map_err(|e| StartupError(format!("AUTH_KEYS_DIR: {e}")))?,
+            KeyStore::open(
+                &settings.keys_dir,
+                KeyPolicy {
+                    activation_delay_ms: settings.key_activation_delay as i64 * 1000,
+                    max_token_life_ms: (settings.refresh_ttl + settings.leeway) as i64 * 1000,
+                },
+            )
+            .await
+            .map_err(|e| StartupError(format!("AUTH_KEYS_DIR: {e}")))?,
         );
         let database_url = settings.database_url.clone();
         let pool = tokio::task::spawn_blocking(move || {
@@ -91,7 +97,7 @@ impl Application {
                 audience: settings.audience.clone(),
                 leeway: settings.leeway,
             },
-            KeySet::from_jwks(&keys.current().jwks()),
+            KeySet::from_jwks(&keys.published_jwks()),
         );
         let verifier = Arc::new(verifier);
         spawn_key_reloader(
@@ -110,7 +116,6 @@ impl Application {
             users,
             tokens: TokenIssuer {
                 keys,
-                key_activation_delay_ms: settings.key_activation_delay as i64 * 1000,
                 issuer: settings.issuer.clone(),
                 audience: settings.audience.clone(),
                 access_ttl: settings.access_ttl,
@@ -163,20 +168,18 @@ impl Application {
     }
 }
 
-/// Watches the keys directory so new keys are published (and verified here) without a restart.
+/// Watches the keys directory so new keys are published (and verified here) without a restart,
+/// and drops retired keys from this instance's own verifier as they retire.
 fn spawn_key_reloader(keys: Arc<KeyStore>, verifier: Arc<TokenVerifier>, every: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
             tick.tick().await;
-            match keys.reload().await {
-                Ok(Some(jwks)) => verifier.replace_keys(KeySet::from_jwks(&jwks)),
-                Ok(None) => {}
-                Err(err) => {
-                    tracing::warn!(error = %err, "keys directory reload failed; keeping the current keys")
-                }
+            if let Err(err) = keys.reload().await {
+                tracing::warn!(error = %err, "keys directory reload failed; keeping the current keys");
             }
+            verifier.replace_keys(KeySet::from_jwks(&keys.published_jwks()));
         }
     });
 }

@@ -33,8 +33,6 @@ pub struct Subject<'a> {
 
 pub struct TokenIssuer {
     pub keys: Arc<KeyStore>,
-    /// A new key signs only once it has been in the JWKS this long (its max-age).
-    pub key_activation_delay_ms: i64,
     pub issuer: String,
     pub audience: String,
     pub access_ttl: u64,
@@ -131,7 +129,7 @@ impl TokenIssuer {
         let now_ms = chrono::Utc::now().timestamp_millis();
         self.keys
             .current()
-            .signing_key(now_ms, self.key_activation_delay_ms)
+            .signing_key(now_ms, self.keys.policy().activation_delay_ms)
             .sign_jwt(&payload)
             .map_err(|e| AuthError::Unexpected(e.to_string()))
     }

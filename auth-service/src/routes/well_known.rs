@@ -18,7 +18,7 @@ async fn jwks(state: web::Data<AppState>) -> HttpResponse {
             "Cache-Control",
             format!("public, max-age={}", state.jwks_max_age),
         ))
-        .json(state.tokens.keys.current().jwks())
+        .json(state.tokens.keys.published_jwks())
 }
 
 async fn openid_configuration(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {

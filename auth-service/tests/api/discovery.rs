@@ -80,3 +80,62 @@ async fn health_readiness_and_metrics(backend: Backend) {
     );
     assert!(metrics.contains("http_requests_total{service=\"auth-service\",status=\"200\"}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_publishes_a_new_key_that_signs_after_the_delay() {
+    let app =
+        crate::helpers::spawn_app_with(Backend::Sqlite, &[("AUTH_KEYS_RELOAD_SECS", "1")]).await;
+    let before = app.signed_up("rotation").await;
+    let old_kid = jsonwebtoken::decode_header(&before.access)
+        .unwrap()
+        .kid
+        .unwrap();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_auth-service"))
+        .args(["keys", "rotate"])
+        .env("AUTH_KEYS_DIR", app.keys_dir())
+        .output()
+        .unwrap();
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let new_kid = report["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+    let mut published = Vec::new();
+    for _ in 0..50 {
+        let jwks: Value = app
+            .get("/.well-known/jwks.json")
+            .await
+            .json()
+            .await
+            .unwrap();
+        published = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        if published.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        published.contains(&new_kid) && published.contains(&old_kid),
+        "{published:?}"
+    );
+    // Within the activation delay (the JWKS max-age) the old key still signs, and its tokens work.
+    let after = crate::helpers::tokens(app.login("rotation", crate::helpers::PASSWORD).await).await;
+    assert_eq!(
+        jsonwebtoken::decode_header(&after.access)
+            .unwrap()
+            .kid
+            .unwrap(),
+        old_kid
+    );
+    assert_eq!(app.me(&before.access).await.status(), StatusCode::OK);
+}

@@ -117,6 +117,11 @@ impl TestApp {
         }
     }
 
+    /// The keys directory this app (and every instance it started) uses.
+    pub fn keys_dir(&self) -> String {
+        self.vars["AUTH_KEYS_DIR"].clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -365,3 +365,19 @@ async fn logout_without_a_body_revokes_the_access_token(backend: Backend) {
         .unwrap();
     assert_error(bad_body, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_is_detected_on_the_other_instance() {
+    let first = spawn_app_with(Backend::Postgres, &[("AUTH_REFRESH_GRACE", "0")]).await;
+    let second = first.another_instance().await;
+    let tokens = first.signed_up("yusuf").await;
+    let rotated = crate::helpers::tokens(first.refresh(&tokens.refresh).await).await;
+
+    let replay = second.refresh(&tokens.refresh).await;
+
+    assert_error(replay, StatusCode::UNAUTHORIZED, "refresh_token_reused").await;
+    for app in [&first, &second] {
+        let refused = app.refresh(&rotated.refresh).await;
+        assert_error(refused, StatusCode::UNAUTHORIZED, "token_revoked").await;
+    }
+}

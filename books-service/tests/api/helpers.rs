@@ -27,6 +27,7 @@ pub struct Stack {
     pub auth_database_url: String,
     pub redis_prefix: String,
     pub redis: String,
+    auth_vars: HashMap<String, String>,
     pub books_keys: Arc<shared::jwks_cache::JwksCache>,
     /// auth-service's `AUTH_KEYS_DIR`.
     pub keys_dir: std::path::PathBuf,
@@ -89,6 +90,7 @@ pub async fn spawn_stack_with(
     for (k, v) in auth_extra {
         auth_vars.insert((*k).to_owned(), (*v).to_owned());
     }
+    let auth_vars_kept = auth_vars.clone();
     let auth_settings = auth_service::Settings::from_vars(auth_vars).expect("auth settings");
     let auth_app = auth_service::Application::build_with(auth_settings, shared_store.clone())
         .await
@@ -117,6 +119,7 @@ pub async fn spawn_stack_with(
         auth_database_url: auth_db,
         redis_prefix,
         redis: redis_for_stack,
+        auth_vars: auth_vars_kept,
         books_keys,
         keys_dir: dir.path().join("keys"),
         _databases: databases,
@@ -162,6 +165,18 @@ impl Stack {
         tokio::spawn(app.run_until_stopped());
         wait_until_ready(&self.client, &url).await;
         (url, database)
+    }
+
+    /// A second auth-service instance on the same database, keys and Redis; returns its URL.
+    pub async fn another_auth_instance(&self) -> String {
+        let settings =
+            auth_service::Settings::from_vars(self.auth_vars.clone()).expect("auth settings");
+        let app = auth_service::Application::build(settings)
+            .await
+            .expect("auth-service starts");
+        let url = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        url
     }
 
     pub async fn wait_until_ready(&self) {

@@ -4,3 +4,4 @@ mod access;
 mod books;
 mod keys;
 mod revocation;
+mod sessions;

@@ -1,0 +1,159 @@
+//! Session features seen from books-service: per-user cut-offs across instances, cookie mode.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Response, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{assert_error, book, spawn_stack, Backend, PASSWORD};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_all_on_one_auth_instance_is_enforced_by_every_books_instance() {
+    let stack = spawn_stack(Backend::Postgres).await;
+    let second_auth = stack.another_auth_instance().await;
+    let (second_books, _database) = stack.another_books_instance().await;
+    let laptop = stack.user_with_roles("amara", "user").await;
+    let phone = stack.login("amara").await;
+    let books = [stack.books.clone(), second_books];
+    for base in &books {
+        for token in [&laptop.access, &phone.access] {
+            let ok = stack
+                .client
+                .get(format!("{base}/books"))
+                .bearer_auth(token)
+                .send()
+                .await;
+            assert_eq!(ok.unwrap().status(), StatusCode::OK);
+        }
+    }
+
+    let response = stack
+        .client
+        .post(format!("{second_auth}/auth/logout-all"))
+        .bearer_auth(&phone.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+
+    for base in &books {
+        for token in [&laptop.access, &phone.access] {
+            let refused = refused_soon(&stack.client, &format!("{base}/books"), token).await;
+            assert_error(refused, StatusCode::UNAUTHORIZED, "token_revoked").await;
+        }
+    }
+    let fresh = stack.login("amara").await;
+    for base in &books {
+        let ok = stack
+            .client
+            .get(format!("{base}/books"))
+            .bearer_auth(&fresh.access)
+            .send()
+            .await;
+        assert_eq!(
+            ok.unwrap().status(),
+            StatusCode::OK,
+            "a new login is unaffected"
+        );
+    }
+}
+
+/// Polls until the request is refused (revocations travel by pub/sub), at most one second.
+async fn refused_soon(client: &reqwest::Client, url: &str, token: &str) -> Response {
+    refused_soon_with(|| client.get(url).bearer_auth(token)).await
+}
+
+async fn refused_soon_with(request: impl Fn() -> reqwest::RequestBuilder) -> Response {
+    let started = Instant::now();
+    loop {
+        let response = request().send().await.unwrap();
+        if response.status() != StatusCode::OK || started.elapsed() > Duration::from_secs(1) {
+            return response;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_sessions_work_on_books_with_double_submit_csrf() {
+    let stack = spawn_stack(Backend::Postgres).await;
+    stack.user_with_roles("beatriz", "user,editor").await;
+    let session = stack
+        .client
+        .post(format!("{}/auth/session", stack.auth))
+        .json(&json!({ "username": "beatriz", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), StatusCode::NO_CONTENT);
+    let cookies: Vec<(String, String)> = session
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| {
+            let pair = v.to_str().ok()?.split(';').next()?;
+            let (name, value) = pair.split_once('=')?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect();
+    let value = |name: &str| cookies.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    let cookie_header = format!(
+        "access_token_cookie={}; csrf_access_token={}",
+        value("access_token_cookie"),
+        value("csrf_access_token")
+    );
+    let csrf = value("csrf_access_token");
+    let books_url = stack.books_url("/books");
+
+    let read = stack
+        .client
+        .get(&books_url)
+        .header("cookie", &cookie_header)
+        .send()
+        .await;
+    assert_eq!(read.unwrap().status(), StatusCode::OK, "cookie alone reads");
+    let create = |csrf: Option<&str>| {
+        let mut request = stack
+            .client
+            .post(&books_url)
+            .header("cookie", &cookie_header)
+            .json(&book("Cookies", "A. Baker"));
+        if let Some(csrf) = csrf {
+            request = request.header("X-CSRF-TOKEN", csrf);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    assert_error(create(None).await, StatusCode::FORBIDDEN, "csrf_failed").await;
+    assert_error(
+        create(Some("forged")).await,
+        StatusCode::FORBIDDEN,
+        "csrf_failed",
+    )
+    .await;
+    assert_eq!(create(Some(&csrf)).await.status(), StatusCode::CREATED);
+
+    let logout = stack
+        .client
+        .delete(format!("{}/auth/session", stack.auth))
+        .header("cookie", &cookie_header)
+        .header("X-CSRF-TOKEN", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let cleared = logout
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter(|v| v.to_str().unwrap().contains("Max-Age=0"))
+        .count();
+    assert_eq!(cleared, 3, "all three cookies cleared");
+    let old_cookie = refused_soon_with(|| {
+        stack
+            .client
+            .get(&books_url)
+            .header("cookie", &cookie_header)
+    })
+    .await;
+    assert_error(old_cookie, StatusCode::UNAUTHORIZED, "token_revoked").await;
+}
