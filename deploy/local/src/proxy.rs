@@ -1,0 +1,127 @@
+//! The front door of the local stack: the gateway's routing (`/auth/*` and `/.well-known/*` to
+//! auth-service, `/books*` to books-service) in a few lines of actix + reqwest.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use shared::error::rejections::BODY_LIMIT;
+use shared::{ErrorBody, ErrorCode};
+
+pub struct Upstreams {
+    pub auth: String,
+    pub books: String,
+    pub client: reqwest::Client,
+}
+
+/// `GET /readyz` of the stack: both services ready.
+pub async fn ready(upstreams: web::Data<Upstreams>) -> HttpResponse {
+    for base in [&upstreams.auth, &upstreams.books] {
+        let ok = upstreams
+            .client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if !ok {
+            return ErrorBody::new(ErrorCode::Unavailable, "not ready yet").into_response();
+        }
+    }
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+}
+
+/// Headers that describe one hop, not the message (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn upstream<'a>(upstreams: &'a Upstreams, path: &str) -> Option<&'a str> {
+    if path.starts_with("/auth/") || path.starts_with("/.well-known/") {
+        Some(&upstreams.auth)
+    } else if path == "/books" || path.starts_with("/books/") {
+        Some(&upstreams.books)
+    } else {
+        None
+    }
+}
+
+/// The body, unless it is over the contract's 64 KiB.
+async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, HttpResponse> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| {
+            ErrorBody::new(ErrorCode::BadRequest, "the request body could not be read")
+                .into_response()
+        })?;
+        if body.len() + chunk.len() > BODY_LIMIT {
+            return Err(ErrorBody::new(
+                ErrorCode::PayloadTooLarge,
+                "the request body is larger than 64 KiB",
+            )
+            .into_response());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+pub async fn forward(
+    upstreams: web::Data<Upstreams>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let body = match read_body(payload).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let Some(base) = upstream(&upstreams, req.path()) else {
+        return ErrorBody::new(ErrorCode::NotFound, "no such resource").into_response();
+    };
+    let url = match req.uri().query() {
+        Some(query) => format!("{base}{}?{query}", req.path()),
+        None => format!("{base}{}", req.path()),
+    };
+    let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
+        return ErrorBody::new(ErrorCode::BadRequest, "unsupported method").into_response();
+    };
+    let mut outgoing = upstreams.client.request(method, url).body(body);
+    for (name, value) in req.headers() {
+        if !HOP_BY_HOP.contains(&name.as_str()) && name != "host" {
+            outgoing = outgoing.header(name.as_str(), value.as_bytes());
+        }
+    }
+    if let Some(peer) = req.peer_addr() {
+        outgoing = outgoing.header("x-forwarded-for", peer.ip().to_string());
+    }
+    if let Some(host) = req.headers().get("host") {
+        outgoing = outgoing.header("host", host.as_bytes());
+    }
+    let response = match outgoing.send().await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::warn!(error = %err, "upstream unreachable");
+            return ErrorBody::new(ErrorCode::Unavailable, "the service is unavailable")
+                .into_response();
+        }
+    };
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut answer = HttpResponse::build(status);
+    for (name, value) in response.headers() {
+        if !HOP_BY_HOP.contains(&name.as_str()) && name != "content-length" {
+            answer.append_header((name.as_str(), value.as_bytes()));
+        }
+    }
+    match response.bytes().await {
+        Ok(bytes) => answer.body(bytes),
+        Err(_) => {
+            ErrorBody::new(ErrorCode::Unavailable, "the service is unavailable").into_response()
+        }
+    }
+}
