@@ -63,7 +63,10 @@ pub struct Settings {
     /// Seconds during which a rotated refresh token replays its first answer (0: never).
     pub refresh_grace_secs: u64,
     /// Peers allowed to state the client address in `X-Forwarded-For` (the gateway).
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub trusted_proxies: crate::throttle::TrustedProxies,
+    /// The public base URL (e.g. `https://api.example.com`) for discovery documents; when unset
+    /// they are built from the request's Host.
+    pub public_url: Option<String>,
     /// Login attempts per username / per client address before back-off starts.
     pub login_limit_username: u64,
     pub login_limit_address: u64,
@@ -143,18 +146,16 @@ impl Settings {
             key_activation_delay: env.seconds("AUTH_KEY_ACTIVATION_DELAY", jwks_max_age, 0)?,
             keys_reload_secs: env.seconds("AUTH_KEYS_RELOAD_SECS", 10, 1)?,
             refresh_grace_secs: env.seconds("AUTH_REFRESH_GRACE", 5, 0)?,
-            trusted_proxies: match get("AUTH_TRUSTED_PROXIES") {
-                None => Vec::new(),
-                Some(raw) => raw
-                    .split(',')
-                    .map(|ip| ip.trim().parse())
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| {
-                        invalid(
-                            "AUTH_TRUSTED_PROXIES",
-                            "expected comma-separated IP addresses",
-                        )
-                    })?,
+            trusted_proxies: crate::throttle::TrustedProxies::parse(
+                get("AUTH_TRUSTED_PROXIES").unwrap_or_default(),
+            )
+            .map_err(|p| invalid("AUTH_TRUSTED_PROXIES", p))?,
+            public_url: match get("AUTH_PUBLIC_URL") {
+                None => None,
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                    Some(url.trim_end_matches('/').to_owned())
+                }
+                Some(_) => return Err(invalid("AUTH_PUBLIC_URL", "expected an http(s):// URL")),
             },
             login_limit_username: env.seconds("AUTH_LOGIN_LIMIT_USERNAME", 5, 1)?,
             login_limit_address: env.seconds("AUTH_LOGIN_LIMIT_ADDRESS", 100, 1)?,

@@ -39,7 +39,8 @@ pub struct AppState {
     pub cookie_secure: bool,
     /// Seconds before expiry at which a cookie access token is renewed implicitly.
     pub cookie_refresh_window: u64,
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub trusted_proxies: crate::throttle::TrustedProxies,
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +132,7 @@ impl Application {
             cookie_secure: settings.cookie_secure,
             cookie_refresh_window: settings.cookie_refresh_window,
             trusted_proxies: settings.trusted_proxies.clone(),
+            public_url: settings.public_url.clone(),
         });
 
         let bound = shared::server::bind(

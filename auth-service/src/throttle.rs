@@ -221,12 +221,63 @@ impl LoginThrottle for MemoryThrottle {
     }
 }
 
+/// Proxies whose `X-Forwarded-For` is believed: addresses or CIDR ranges (`10.0.0.0/8`), so an
+/// ingress whose pods change address can be trusted as a range.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Comma-separated `IP` or `IP/PREFIX` entries.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let (ip, bits) = entry.split_once('/').unwrap_or((entry, ""));
+                let ip: IpAddr = ip
+                    .parse()
+                    .map_err(|_| format!("{entry:?} is not an IP address"))?;
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                let bits = if bits.is_empty() {
+                    max
+                } else {
+                    bits.parse::<u8>()
+                        .ok()
+                        .filter(|b| *b <= max)
+                        .ok_or_else(|| format!("{entry:?} has a bad prefix length"))?
+                };
+                Ok((ip, bits))
+            })
+            .collect::<Result<_, _>>()
+            .map(TrustedProxies)
+    }
+
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.0.iter().any(|(net, bits)| match (net, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(&net.octets(), &ip.octets(), *bits),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(&net.octets(), &ip.octets(), *bits),
+            _ => false,
+        })
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let (whole, rest) = ((bits / 8) as usize, bits % 8);
+    if a[..whole] != b[..whole] {
+        return false;
+    }
+    rest == 0 || {
+        let mask = 0xffu8 << (8 - rest);
+        a[whole] & mask == b[whole] & mask
+    }
+}
+
 /// The client's address: the socket peer, or, when the peer is a trusted proxy (the gateway),
 /// the right-most address in `X-Forwarded-For` that is not itself a trusted proxy.
 pub fn client_address(
     peer: Option<IpAddr>,
     forwarded_for: Option<&str>,
-    trusted: &[IpAddr],
+    trusted: &TrustedProxies,
 ) -> String {
     let Some(peer) = peer else {
         return "unknown".to_owned();
@@ -259,20 +310,37 @@ mod tests {
     #[test]
     fn forwarded_for_is_trusted_only_from_a_trusted_proxy() {
         let gateway: IpAddr = "10.0.0.2".parse().unwrap();
+        let trusted = TrustedProxies::parse("10.0.0.2").unwrap();
         let client = Some("203.0.113.9, 10.0.0.2");
         assert_eq!(
-            client_address(Some(gateway), client, &[gateway]),
+            client_address(Some(gateway), client, &trusted),
             "203.0.113.9"
         );
         let stranger: IpAddr = "198.51.100.7".parse().unwrap();
         assert_eq!(
-            client_address(Some(stranger), client, &[gateway]),
+            client_address(Some(stranger), client, &trusted),
             "198.51.100.7"
         );
         assert_eq!(
-            client_address(Some(gateway), Some("junk"), &[gateway]),
+            client_address(Some(gateway), Some("junk"), &trusted),
             "10.0.0.2"
         );
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges() {
+        let trusted = TrustedProxies::parse("10.0.0.0/8, 192.168.1.7, fd00::/8").unwrap();
+        for inside in ["10.1.2.3", "192.168.1.7", "fd12::1"] {
+            assert!(trusted.contains(&inside.parse().unwrap()), "{inside}");
+        }
+        for outside in ["11.0.0.1", "192.168.1.8", "fe80::1"] {
+            assert!(!trusted.contains(&outside.parse().unwrap()), "{outside}");
+        }
+        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
+        assert!(TrustedProxies::parse("gateway").is_err());
+        assert!(TrustedProxies::parse("172.16.0.0/12")
+            .unwrap()
+            .contains(&"172.31.255.255".parse().unwrap()));
     }
 
     #[tokio::test]

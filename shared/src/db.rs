@@ -102,6 +102,9 @@ pub enum DbSetupError {
     Migrations(String),
 }
 
+/// Key of the PostgreSQL advisory lock held while migrating ("authbks" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0061_7574_6862_6b73;
+
 /// Builds the pool and applies the embedded migrations, retrying with backoff for up to
 /// `wait` while the database is not reachable yet (containers start in any order).
 pub fn connect_and_migrate(
@@ -139,10 +142,21 @@ pub fn connect_and_migrate(
         }
     };
     let applied = match &mut *conn {
-        DbConnection::Pg(c) => c.run_pending_migrations(migrations).map(|v| v.len()),
-        DbConnection::Sqlite(c) => c.run_pending_migrations(migrations).map(|v| v.len()),
-    }
-    .map_err(|e| DbSetupError::Migrations(e.to_string()))?;
+        DbConnection::Pg(c) => {
+            // Instances starting together would race on CREATE TABLE; one migrates at a time.
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                .map_err(|e| DbSetupError::Migrations(e.to_string()))?;
+            let applied = c.run_pending_migrations(migrations).map(|v| v.len());
+            let unlocked = c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+            let applied = applied.map_err(|e| DbSetupError::Migrations(e.to_string()))?;
+            unlocked.map_err(|e| DbSetupError::Migrations(e.to_string()))?;
+            applied
+        }
+        DbConnection::Sqlite(c) => c
+            .run_pending_migrations(migrations)
+            .map(|v| v.len())
+            .map_err(|e| DbSetupError::Migrations(e.to_string()))?,
+    };
     tracing::info!(backend = url.backend(), applied, "database ready");
     drop(conn);
     Ok(pool)

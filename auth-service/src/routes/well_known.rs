@@ -22,8 +22,13 @@ async fn jwks(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn openid_configuration(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let info = req.connection_info();
-    let base = format!("{}://{}", info.scheme(), info.host());
+    let base = match &state.public_url {
+        Some(url) => url.clone(),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
+    };
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "public, max-age=300"))
         .json(serde_json::json!({

@@ -1,0 +1,743 @@
+#!/usr/bin/env python3
+"""Checks the deployment material against the services and against itself.
+
+    pip install check-jsonschema pyyaml
+    python3 deploy/check_config.py [--verbose]
+
+1. docker-compose.yml validates against the Compose specification (check-jsonschema's vendored
+   schema, no network needed).
+2. docker-compose.yml agrees with the services: every variable a service reads is set or has a
+   default, nothing unknown is set, ports and health-check URLs match, dependencies wait for
+   health, and no secret is written in the file.
+3. deploy/k8s/*.yaml parse, name themselves, probe /readyz and /healthz on the right port and
+   wire ConfigMaps, Secrets, Services, autoscalers, budgets and the Ingress consistently; with
+   kubernetes-validate installed, they also validate against the Kubernetes API schemas.
+4. deploy/nginx.conf.template renders and passes `nginx -t` (skipped when nginx is absent).
+
+Every problem is listed; the exit status is 1 when there is any, 2 when a tool is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+try:
+    import yaml
+except ImportError:
+    sys.exit("check_config: PyYAML is missing: pip install check-jsonschema pyyaml")
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+K8S = ROOT / "deploy" / "k8s"
+NGINX_TEMPLATE = ROOT / "deploy" / "nginx.conf.template"
+
+# The variables each service reads and their defaults, from the configuration table in
+# README.md (None: no default value, the feature is off when unset). Keep in sync with the
+# README; check_sources() below fails when the README table or the services' config.rs name a
+# variable missing here.
+COMMON = {
+    "LISTEN_ADDR": None,  # per service, below
+    "DATABASE_URL": "sqlite://data/<service>.db",
+    "REDIS_URL": None,
+    "REDIS_KEY_PREFIX": "authbooks:",
+    "JWT_ISSUER": "authbooks",
+    "JWT_AUDIENCE": "authbooks-api",
+    "JWT_LEEWAY": "30",
+    "HTTP_WORKERS": "one per core",
+    "RUST_LOG": "info",
+}
+VARIABLES = {
+    "auth-service": {
+        **COMMON,
+        "LISTEN_ADDR": "0.0.0.0:8081",
+        "AUTH_KEYS_DIR": "./data/keys",
+        "ACCESS_TOKEN_TTL": "900",
+        "REFRESH_TOKEN_TTL": "2592000",
+        "JWKS_MAX_AGE": "300",
+        "AUTH_BOOTSTRAP_ADMIN_USERNAME": None,
+        "AUTH_BOOTSTRAP_ADMIN_PASSWORD": None,
+        "AUTH_COOKIE_SECURE": "true",
+        "AUTH_KEY_ACTIVATION_DELAY": "JWKS_MAX_AGE",
+        "AUTH_KEYS_RELOAD_SECS": "10",
+        "AUTH_COOKIE_REFRESH_WINDOW": "300",
+        "AUTH_REFRESH_GRACE": "5",
+        "AUTH_TRUSTED_PROXIES": None,
+        "AUTH_PUBLIC_URL": None,
+        "AUTH_LOGIN_LIMIT_USERNAME": "5",
+        "AUTH_LOGIN_LIMIT_ADDRESS": "100",
+    },
+    "books-service": {
+        **COMMON,
+        "LISTEN_ADDR": "0.0.0.0:8082",
+        "JWKS_URL": "http://127.0.0.1:8081/.well-known/jwks.json",
+        "JWKS_REFETCH_COOLDOWN": "30",
+        "REVOCATION_STALENESS_MS": "5000",
+    },
+}
+PORTS = {"auth-service": 8081, "books-service": 8082}
+HEALTH_PATHS = {"/healthz", "/readyz"}
+
+# Variables whose default is wrong inside a container, so a deployment must set them: the
+# database (the SQLite default is inside a read-only image), Redis (revocations must reach
+# books-service), where the keys persist, where books-service finds the JWKS, and the address.
+MUST_SET = {
+    "auth-service": {"LISTEN_ADDR", "DATABASE_URL", "REDIS_URL", "AUTH_KEYS_DIR"},
+    "books-service": {"LISTEN_ADDR", "DATABASE_URL", "REDIS_URL", "JWKS_URL"},
+}
+# Off when unset, and fine that way.
+OPTIONAL = {"AUTH_BOOTSTRAP_ADMIN_USERNAME", "AUTH_BOOTSTRAP_ADMIN_PASSWORD", "AUTH_PUBLIC_URL"}
+# In docker-compose.yml the gateway has a fixed address, which auth-service must trust so that
+# login limits see the client behind it. (Kubernetes has no fixed proxy address to list.)
+COMPOSE_MUST_SET = {"auth-service": {"AUTH_TRUSTED_PROXIES"}, "books-service": set()}
+# Settings that must be equal on both services.
+MUST_AGREE = ("REDIS_KEY_PREFIX", "JWT_ISSUER", "JWT_AUDIENCE")
+
+SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
+# Names that contain one of those words but hold no secret.
+NOT_SECRET = {
+    "AUTH_COOKIE_REFRESH_WINDOW",
+    "AUTH_KEYS_DIR",
+    "AUTH_KEYS_RELOAD_SECS",
+    "AUTH_KEY_ACTIVATION_DELAY",
+    "REDIS_KEY_PREFIX",
+    "ACCESS_TOKEN_TTL",
+    "REFRESH_TOKEN_TTL",
+}
+
+REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://([^/@\s:]*):([^@\s]*)@", re.I)
+
+
+class Report:
+    """Counts checks; prints failures and notes, and every passing check with --verbose."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+        self.passed = 0
+        self.failed: list[str] = []
+        self._title = ""
+        self._counts = [0, 0]
+
+    def section(self, title: str) -> None:
+        self._close()
+        self._title, self._counts = title, [0, 0]
+        print(f"== {title}")
+
+    def _close(self) -> None:
+        if self._title:
+            ok, bad = self._counts
+            print(f"   {ok} ok" + (f", {bad} failed" if bad else ""))
+
+    def check(self, ok: bool, what: str, problem: str = "") -> bool:
+        if ok:
+            self.passed += 1
+            self._counts[0] += 1
+            if self.verbose:
+                print(f"ok    {what}")
+        else:
+            self._counts[1] += 1
+            self.failed.append(f"{what}: {problem}" if problem else what)
+            print(f"FAIL  {what}{': ' + problem if problem else ''}")
+        return ok
+
+    def note(self, text: str) -> None:
+        print(f"note  {text}")
+
+    def finish(self) -> int:
+        self._close()
+        print(f"\ncheck_config: {self.passed} passed, {len(self.failed)} failed")
+        return 1 if self.failed else 0
+
+
+def is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return name not in NOT_SECRET and any(word in upper for word in SECRET_WORDS)
+
+
+def is_pure_reference(value: str) -> bool:
+    """`${VAR}`, `${VAR:?message}` or `${VAR:-}`: the value comes from outside, nothing literal."""
+    m = REF.fullmatch(value.strip())
+    return bool(m) and (m.group(2) is None or "?" in m.group(2) or m.group(3) == "")
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def default_of(value: str) -> str:
+    """The value compose would use with an empty .env: references replaced by their default."""
+
+    def sub(m: re.Match) -> str:
+        return m.group(3) if m.group(2) and "-" in m.group(2) else f"<{m.group(1)}>"
+
+    return REF.sub(sub, value)
+
+
+def strings(node, path=""):
+    """Every (path, string) in a parsed YAML tree, with compose's `$$` escapes (a literal `$`
+    for the container's shell) removed, since compose does not interpolate them."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from strings(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from strings(v, f"{path}[{i}]")
+    elif isinstance(node, str):
+        yield path, node.replace("$$", "")
+
+
+def health_urls(test) -> list[tuple[int, str]]:
+    text = " ".join(test) if isinstance(test, list) else str(test)
+    return [
+        (int(p), path) for p, path in re.findall(r"https?://[^/\s:\"']+:(\d+)(/[^\s\"']*)", text)
+    ]
+
+
+# --- 1. schema -------------------------------------------------------------------------------
+
+
+def check_schema(r: Report) -> None:
+    r.section("docker-compose.yml against the Compose specification")
+    try:
+        import check_jsonschema  # noqa: F401
+    except ImportError:
+        if not shutil.which("check-jsonschema"):
+            sys.exit(
+                "check_config: check-jsonschema is missing: pip install check-jsonschema pyyaml"
+            )
+        cmd = ["check-jsonschema"]
+    else:
+        cmd = [sys.executable, "-m", "check_jsonschema"]
+    run = subprocess.run(
+        [*cmd, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+    )
+    output = (run.stdout + run.stderr).strip()
+    r.check(run.returncode == 0, "check-jsonschema --builtin-schema vendor.compose-spec", output)
+
+
+# --- 2. compose against the services -----------------------------------------------------------
+
+
+def check_sources(r: Report) -> None:
+    r.section("variable list against README.md and the services' config.rs")
+    readme = ROOT / "README.md"
+    if readme.exists():
+        text = readme.read_text()
+        table = text.split("## Configuration", 1)[-1].split("\n## ", 1)[0]
+        for line in table.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) < 3 or not cells[0].startswith("`"):
+                continue
+            names = re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0])
+            scope = cells[1]
+            services = {
+                "both": list(VARIABLES),
+                "auth": ["auth-service"],
+                "books": ["books-service"],
+            }.get(scope)
+            if services is None:
+                r.note(f"README row for {names} is for {scope!r}, not checked")
+                continue
+            for name in names:
+                for service in services:
+                    r.check(
+                        name in VARIABLES.get(service, {}),
+                        f"README {name} ({scope}) is in VARIABLES[{service!r}]",
+                        "add it to VARIABLES in deploy/check_config.py and to the deployments",
+                    )
+    else:
+        r.note("README.md not found; README table not compared")
+
+    shared = ROOT / "shared" / "src" / "config.rs"
+    read_by = {
+        "auth-service": [ROOT / "auth-service" / "src" / "config.rs", shared],
+        "books-service": [ROOT / "books-service" / "src" / "config.rs", shared],
+    }
+    call = re.compile(r"\b(?:get|string|seconds|var)\(\s*\"([A-Z][A-Z0-9_]+)\"")
+    for service, files in read_by.items():
+        names = set()
+        for path in files:
+            if path.exists():
+                # Unit tests below #[cfg(test)] build their own maps; only the real reads count.
+                names |= set(call.findall(path.read_text().split("#[cfg(test)]", 1)[0]))
+        if not names:
+            r.note(f"{service}: no config.rs found; sources not compared")
+        for name in sorted(names):
+            r.check(
+                name in VARIABLES[service],
+                f"{service} reads {name}, which VARIABLES lists",
+                "add it to VARIABLES in deploy/check_config.py and to the deployments",
+            )
+
+
+def check_compose(r: Report) -> dict:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose.get("services", {})
+    named_volumes = set((compose.get("volumes") or {}).keys())
+    settings: dict[str, dict[str, str]] = {}
+
+    for name, port in PORTS.items():
+        r.section(f"docker-compose.yml: {name}")
+        svc = services.get(name)
+        if not r.check(svc is not None, f"service {name} exists"):
+            continue
+        env = environment(svc)
+        settings[name] = env
+        known = VARIABLES[name]
+        unknown = sorted(set(env) - set(known))
+        r.check(not unknown, "sets only variables the service reads", f"unknown: {unknown}")
+        for var, default in known.items():
+            r.check(
+                var in env or default is not None or var in OPTIONAL,
+                f"{var} is set or has a default",
+                "not set and the service has no default",
+            )
+        for var in sorted(MUST_SET[name] | COMPOSE_MUST_SET[name]):
+            r.check(
+                var in env and env[var].strip() != "",
+                f"{var} is set explicitly",
+                "its default does not work in a container",
+            )
+
+        listen = default_of(env.get("LISTEN_ADDR", ""))
+        r.check(listen.endswith(f":{port}"), f"LISTEN_ADDR listens on {port}", repr(listen))
+        exposed = [str(p).split("/")[0].split(":")[-1] for p in svc.get("expose", [])]
+        exposed += [str(p).split("/")[0].split(":")[-1] for p in svc.get("ports", [])]
+        r.check(exposed == [] or set(exposed) == {str(port)}, f"exposes only {port}", str(exposed))
+
+        test = (svc.get("healthcheck") or {}).get("test")
+        urls = health_urls(test) if test else []
+        r.check(bool(urls), "has an HTTP healthcheck", repr(test))
+        for p, path in urls:
+            r.check(
+                p == port and path in HEALTH_PATHS,
+                f"healthcheck URL :{p}{path}",
+                f"want port {port} and one of {sorted(HEALTH_PATHS)}",
+            )
+
+        build = svc.get("build") or {}
+        if build:
+            dockerfile = ROOT / build.get("context", ".") / build.get("dockerfile", "Dockerfile")
+            r.check(dockerfile.exists(), f"build file {dockerfile.relative_to(ROOT)} exists")
+            r.check((build.get("args") or {}).get("SERVICE") == name, f"build arg SERVICE={name}")
+
+        if name == "auth-service":
+            keys_dir = env.get("AUTH_KEYS_DIR", "")
+            mounted = [
+                v
+                for v in svc.get("volumes", [])
+                if isinstance(v, str)
+                and v.split(":")[0] in named_volumes
+                and v.split(":")[1] == keys_dir
+            ]
+            r.check(bool(mounted), f"a named volume is mounted at AUTH_KEYS_DIR ({keys_dir})")
+            gateway_nets = (services.get("gateway") or {}).get("networks") or {}
+            gateway_ips = (
+                {default_of(str((n or {}).get("ipv4_address", ""))) for n in gateway_nets.values()}
+                if isinstance(gateway_nets, dict)
+                else set()
+            )
+            trusted = set(
+                default_of(env.get("AUTH_TRUSTED_PROXIES", "")).replace(" ", "").split(",")
+            )
+            r.check(
+                bool(trusted & gateway_ips),
+                "AUTH_TRUSTED_PROXIES is the gateway's fixed address",
+                f"{sorted(trusted)} vs gateway {sorted(gateway_ips)}",
+            )
+        if name == "books-service":
+            jwks = urlsplit(default_of(env.get("JWKS_URL", "")))
+            r.check(
+                jwks.hostname == "auth-service"
+                and jwks.port == PORTS["auth-service"]
+                and jwks.path == "/.well-known/jwks.json",
+                "JWKS_URL points at auth-service:8081/.well-known/jwks.json",
+                jwks.geturl(),
+            )
+
+    if len(settings) == 2:
+        r.section("docker-compose.yml: both services")
+        auth, books = settings["auth-service"], settings["books-service"]
+        for var in MUST_AGREE:
+            r.check(
+                default_of(auth.get(var, "")) == default_of(books.get(var, "")),
+                f"{var} is the same on both",
+            )
+        dbs = [urlsplit(default_of(s.get("DATABASE_URL", ""))).path for s in (auth, books)]
+        r.check(
+            dbs[0] != dbs[1], "separate databases (each runs its own diesel migrations)", str(dbs)
+        )
+
+    r.section("docker-compose.yml: dependencies and health")
+    for name, svc in services.items():
+        r.check(bool((svc.get("healthcheck") or {}).get("test")), f"{name} has a healthcheck")
+        deps = svc.get("depends_on")
+        if deps is None:
+            continue
+        if not r.check(
+            isinstance(deps, dict),
+            f"{name}: depends_on uses the long form",
+            "a list cannot say condition: service_healthy",
+        ):
+            continue
+        for dep, spec in deps.items():
+            r.check(
+                (spec or {}).get("condition") == "service_healthy",
+                f"{name} waits for {dep} to be healthy",
+            )
+            r.check(
+                bool((services.get(dep, {}).get("healthcheck") or {}).get("test")),
+                f"{dep} (a dependency of {name}) has a healthcheck",
+            )
+    redis = " ".join(map(str, (services.get("redis") or {}).get("command") or []))
+    r.check(re.search(r"--appendonly\s+yes", redis) is not None, "redis runs with --appendonly yes")
+    for name, svc in services.items():
+        for v in svc.get("volumes", []):
+            source = v.split(":")[0] if isinstance(v, str) else str(v.get("source", ""))
+            if source.startswith((".", "/")):
+                r.check((ROOT / source).exists(), f"{name}: bind-mounted {source} exists")
+
+    r.section("docker-compose.yml: secrets and references")
+    for path, value in strings(compose):
+        key = path.rsplit(".", 1)[-1]
+        if is_secret_name(key):
+            r.check(
+                is_pure_reference(value),
+                f"{path} comes from the environment",
+                f"literal or defaulted secret {value!r}",
+            )
+        for _user, password in URL_CREDENTIALS.findall(value):
+            r.check(
+                is_pure_reference(password),
+                f"{path}: URL password is a reference",
+                "a password written into a URL",
+            )
+        for m in REF.finditer(value):
+            r.check(
+                m.group(2) is not None,
+                f"{path}: ${{{m.group(1)}}} has a default or is required",
+                "use ${VAR:-default} or ${VAR:?message}",
+            )
+    required = sorted(
+        {
+            m.group(1)
+            for _, v in strings(compose)
+            for m in REF.finditer(v)
+            if m.group(2) and "?" in m.group(2)
+        }
+    )
+    example = {}
+    if r.check(ENV_EXAMPLE.exists(), ".env.example exists"):
+        for line in ENV_EXAMPLE.read_text().splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                k, v = line.split("=", 1)
+                example[k.strip()] = v.strip()
+    for var in required:
+        r.check(var in example, f"required {var} is listed in .env.example")
+    for var, value in example.items():
+        if is_secret_name(var):
+            r.check(value == "", f".env.example leaves {var} empty", "holds a value")
+    gitignore = ROOT / ".gitignore"
+    r.check(gitignore.exists() and ".env" in gitignore.read_text().split(), ".env is git-ignored")
+    return compose
+
+
+# --- 3. Kubernetes -----------------------------------------------------------------------------
+
+
+def check_k8s(r: Report) -> None:
+    r.section("deploy/k8s")
+    docs = []
+    files = sorted(K8S.glob("*.yaml")) + sorted(K8S.glob("*.yml"))
+    r.check(bool(files), "deploy/k8s holds manifests")
+    for path in files:
+        try:
+            loaded = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        except yaml.YAMLError as err:
+            r.check(False, f"{path.name} parses", str(err))
+            continue
+        for doc in loaded:
+            meta = doc.get("metadata") or {}
+            label = f"{path.name}: {doc.get('kind')}/{meta.get('name')}"
+            r.check(
+                bool(doc.get("apiVersion")) and bool(doc.get("kind")) and bool(meta.get("name")),
+                f"{label} has apiVersion, kind and metadata.name",
+            )
+            docs.append((path, doc))
+
+    if shutil.which("kubernetes-validate"):
+        run = subprocess.run(
+            ["kubernetes-validate", "--strict", "--quiet", *map(str, files)],
+            capture_output=True,
+            text=True,
+        )
+        r.check(
+            run.returncode == 0,
+            "kubernetes-validate --strict (Kubernetes API schemas)",
+            (run.stdout + run.stderr).strip(),
+        )
+    else:
+        r.note(
+            "kubernetes-validate is not installed: skipped the Kubernetes API schema check "
+            "(pip install kubernetes-validate)"
+        )
+
+    by_kind: dict[str, dict[str, dict]] = {}
+    for _, doc in docs:
+        by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
+    sources = {("configMapRef", n): d for n, d in by_kind.get("ConfigMap", {}).items()}
+    sources |= {("secretRef", n): d for n, d in by_kind.get("Secret", {}).items()}
+    values: dict[str, dict[str, str]] = {}
+
+    for name, port in PORTS.items():
+        dep = by_kind.get("Deployment", {}).get(name)
+        if not r.check(dep is not None, f"Deployment {name} exists"):
+            continue
+        spec = dep["spec"]
+        pod = spec["template"]["spec"]
+        labels = spec["template"]["metadata"].get("labels", {})
+        r.check(spec.get("replicas", 1) >= 2, f"{name}: at least 2 replicas")
+        r.check(pod.get("securityContext", {}).get("runAsNonRoot") is True, f"{name}: runAsNonRoot")
+        for c in pod["containers"]:
+            ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+            r.check(port in ports.values(), f"{name}: container port {port}")
+            for probe, want in (
+                ("readinessProbe", {"/readyz"}),
+                ("livenessProbe", {"/healthz"}),
+                ("startupProbe", HEALTH_PATHS),
+            ):
+                get = (c.get(probe) or {}).get("httpGet")
+                if get is None:
+                    r.check(probe == "startupProbe", f"{name}: {probe} is an HTTP probe")
+                    continue
+                probe_port = ports.get(get.get("port"), get.get("port"))
+                r.check(
+                    get.get("path") in want and probe_port == port,
+                    f"{name}: {probe} on {get.get('path')} port {probe_port}",
+                    f"want {sorted(want)} on {port}",
+                )
+            sc = c.get("securityContext") or {}
+            r.check(
+                sc.get("readOnlyRootFilesystem") is True
+                and sc.get("allowPrivilegeEscalation") is False,
+                f"{name}: read-only root filesystem, no privilege escalation",
+            )
+            r.check(
+                bool((c.get("resources") or {}).get("requests", {}).get("cpu")),
+                f"{name}: CPU request (the autoscaler needs it)",
+            )
+            env: dict[str, str] = {}
+            for src in c.get("envFrom", []):
+                kind = "configMapRef" if "configMapRef" in src else "secretRef"
+                ref = (src.get(kind) or {}).get("name")
+                source = sources.get((kind, ref))
+                if r.check(source is not None, f"{name}: envFrom {kind} {ref} is defined"):
+                    env.update(
+                        {
+                            k: str(v)
+                            for k, v in {
+                                **(source.get("data") or {}),
+                                **(source.get("stringData") or {}),
+                            }.items()
+                        }
+                    )
+            env.update({e["name"]: str(e.get("value", "<from ref>")) for e in c.get("env", [])})
+            values[name] = env
+            unknown = sorted(set(env) - set(VARIABLES[name]))
+            r.check(not unknown, f"{name}: gets only variables it reads", f"unknown: {unknown}")
+            for var in sorted(MUST_SET[name]):
+                r.check(bool(env.get(var)), f"{name}: {var} is provided")
+            r.check(
+                env.get("LISTEN_ADDR", "").endswith(f":{port}"), f"{name}: LISTEN_ADDR on {port}"
+            )
+            if name == "auth-service":
+                mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+                vol = next(
+                    (
+                        v
+                        for v in pod.get("volumes", [])
+                        if v["name"] == mounts.get(env.get("AUTH_KEYS_DIR"))
+                    ),
+                    None,
+                )
+                r.check(
+                    bool(vol and vol.get("secret")), f"{name}: a Secret is mounted at AUTH_KEYS_DIR"
+                )
+            if name == "books-service":
+                jwks = urlsplit(env.get("JWKS_URL", ""))
+                r.check(
+                    (jwks.hostname or "").split(".")[0] == "auth-service"
+                    and jwks.port == PORTS["auth-service"]
+                    and jwks.path == "/.well-known/jwks.json",
+                    f"{name}: JWKS_URL points at the auth-service Service",
+                )
+
+        svc = by_kind.get("Service", {}).get(name)
+        if r.check(svc is not None, f"Service {name} exists"):
+            sel = svc["spec"].get("selector", {})
+            r.check(sel.items() <= labels.items() and bool(sel), f"Service {name} selects the pods")
+            r.check(
+                any(p["port"] == port for p in svc["spec"]["ports"]), f"Service {name} port {port}"
+            )
+        hpa = by_kind.get("HorizontalPodAutoscaler", {}).get(name)
+        if r.check(hpa is not None, f"HorizontalPodAutoscaler {name} exists"):
+            r.check(
+                hpa["apiVersion"] == "autoscaling/v2"
+                and hpa["spec"]["scaleTargetRef"]["name"] == name
+                and hpa["spec"].get("minReplicas", 1) >= 2,
+                f"HPA {name}: autoscaling/v2, targets it, min 2",
+            )
+        pdb = by_kind.get("PodDisruptionBudget", {}).get(name)
+        if r.check(pdb is not None, f"PodDisruptionBudget {name} exists"):
+            sel = pdb["spec"].get("selector", {}).get("matchLabels", {})
+            r.check(sel.items() <= labels.items() and bool(sel), f"PDB {name} selects the pods")
+
+    if len(values) == 2:
+        for var in MUST_AGREE:
+            r.check(
+                values["auth-service"].get(var) == values["books-service"].get(var),
+                f"{var} is the same on both",
+            )
+
+    routes = {}
+    for ing in by_kind.get("Ingress", {}).values():
+        for rule in ing["spec"].get("rules", []):
+            for p in rule.get("http", {}).get("paths", []):
+                routes[p["path"].rstrip("/")] = p["backend"]["service"]["name"]
+    want = {"/auth": "auth-service", "/.well-known": "auth-service", "/books": "books-service"}
+    r.check(
+        routes == want,
+        "Ingress routes /auth and /.well-known to auth, /books to books",
+        str(routes),
+    )
+
+    for path, doc in docs:
+        if doc["kind"] == "Secret":
+            for key, value in {**(doc.get("data") or {}), **(doc.get("stringData") or {})}.items():
+                r.check(
+                    "CHANGE-ME" in str(value) or "CHANGEME" in str(key),
+                    f"{path.name}: Secret {doc['metadata']['name']} {key} is a placeholder",
+                    "real values do not belong in the repository",
+                )
+
+
+# --- 4. nginx ----------------------------------------------------------------------------------
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """envsubst restricted to `values`: other $names (nginx's own variables) are left alone."""
+    for name, value in values.items():
+        template = template.replace("${" + name + "}", value)
+        template = re.sub(r"\$" + name + r"(?![A-Za-z0-9_])", lambda _m, v=value: v, template)
+    return template
+
+
+def nginx_version() -> tuple[int, ...] | None:
+    if not shutil.which("nginx"):
+        return None
+    out = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr
+    m = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(map(int, m.groups())) if m else (0, 0, 0)
+
+
+def nginx_test(r: Report, version, what: str, values: dict[str, str], template: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="authbooks-nginx-") as tmp:
+        values = {**values, "NGINX_PREFIX": tmp}
+        conf = Path(tmp) / "nginx.conf"
+        conf.write_text(render(template, values))
+        cmd = ["nginx", "-t", "-q", "-p", tmp + "/", "-c", str(conf)]
+        if version >= (1, 19, 5):
+            cmd[1:1] = ["-e", "stderr"]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        r.check(run.returncode == 0, f"nginx -t with {what}", (run.stdout + run.stderr).strip())
+
+
+def check_nginx(r: Report, compose: dict) -> None:
+    r.section("deploy/nginx.conf.template")
+    template = NGINX_TEMPLATE.read_text()
+    body = "\n".join(line for line in template.splitlines() if not line.lstrip().startswith("#"))
+    names = set(re.findall(r"\$\{([A-Z_]+)\}", body))
+    gateway = (compose.get("services") or {}).get("gateway") or {}
+    genv = environment(gateway)
+    command = " ".join(map(str, gateway.get("command") or []))
+    listed = set(re.findall(r"\$\$\{([A-Z_]+)\}", command)) or set(
+        re.findall(r"\$\{([A-Z_]+)\}", command)
+    )
+    r.check(
+        listed == names, "compose renders exactly the template's variables", f"{listed} vs {names}"
+    )
+    r.check(
+        names <= set(genv),
+        "the gateway service sets every template variable",
+        str(sorted(names - set(genv))),
+    )
+    for needle, what in [
+        (r"location /auth/ ", "routes /auth/"),
+        (r"location /\.well-known/ ", "routes /.well-known/"),
+        (r"location = /books ", "routes /books"),
+        (r"location /books/ ", "routes /books/"),
+        (r"client_max_body_size 64k;", "limits bodies to 64 KiB"),
+        (r"X-Forwarded-For \$proxy_add_x_forwarded_for;", "passes X-Forwarded-For"),
+        (r"proxy_set_header X-Request-Id ", "passes X-Request-Id"),
+        (r"add_header X-Request-Id .* always;", "returns X-Request-Id"),
+        (r"proxy_next_upstream_tries 2;", "retries once"),
+        (r"server_tokens off;", "server_tokens off"),
+    ]:
+        r.check(re.search(needle, body) is not None, f"template {what}")
+    for status, code in [
+        (404, "not_found"),
+        (413, "payload_too_large"),
+        (502, "unavailable"),
+        (504, "unavailable"),
+    ]:
+        r.check(
+            re.search(rf"return {status} '\{{\"error\":\"{code}\",\"message\":\"[^\"]+\"\}}", body)
+            is not None
+            and re.search(rf"error_page [0-9 ]*\b{status}\b", body) is not None,
+            f"template answers nginx's own {status} as JSON {code}",
+        )
+
+    version = nginx_version()
+    if version is None:
+        r.note("nginx is not installed: skipped `nginx -t` (apt-get install nginx-light)")
+        return
+    test_values = {
+        "AUTH_SERVERS": "server 127.0.0.1:18081; server 127.0.0.1:28081;",
+        "BOOKS_SERVERS": "server 127.0.0.1:18082; server 127.0.0.1:28082;",
+        "GATEWAY_PORT": "18080",
+        "NGINX_RESOLVER": "",
+    }
+    nginx_test(r, version, "test values", test_values, template)
+    if version >= (1, 27, 3):
+        nginx_test(r, version, "docker-compose.yml's gateway values", genv, template)
+    else:
+        r.note(
+            f"nginx {'.'.join(map(str, version))} predates `server ... resolve` (1.27.3): "
+            "compose's gateway values not tested"
+        )
+
+
+def main() -> int:
+    r = Report(verbose="-v" in sys.argv[1:] or "--verbose" in sys.argv[1:])
+    check_schema(r)
+    check_sources(r)
+    compose = check_compose(r)
+    check_k8s(r)
+    check_nginx(r, compose)
+    return r.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
