@@ -163,8 +163,26 @@ async fn redis_outage_longer_than_the_staleness_bound_is_503_then_recovers() {
 
     redis.restart();
     wait_for_status(&stack, &tokens.access, StatusCode::OK).await;
-    // The feed works again: a new logout reaches books-service.
-    let again = stack.login("xavier").await;
+    // The feed works again: a new logout reaches books-service. (auth-service may need a
+    // moment to reconnect its own Redis connections: login is throttled through Redis.)
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let again = loop {
+        assert!(Instant::now() < deadline, "login did not recover");
+        let response = stack
+            .client
+            .post(format!("{}/auth/login", stack.auth))
+            .json(
+                &serde_json::json!({ "username": "xavier", "password": crate::helpers::PASSWORD }),
+            )
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::OK {
+            break crate::helpers::tokens(response).await;
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         stack.get(&again.access, "/books").await.status(),
         StatusCode::OK
