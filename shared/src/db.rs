@@ -125,7 +125,7 @@ pub fn connect_and_migrate(
     let pool = r2d2::Pool::builder()
         .max_size(max_size)
         .min_idle(Some(1))
-        .connection_timeout(Duration::from_secs(5))
+        .connection_timeout(Duration::from_secs(2))
         .build_unchecked(DbManager { url: url.clone() });
 
     let deadline = std::time::Instant::now() + wait;
