@@ -191,4 +191,33 @@ fn main() {
         Stats::micros(verify.mean),
         1.0 / verify.mean.as_secs_f64()
     );
+
+    // The ceiling of a login: one argon2id hash with the service's parameters, per core.
+    let password = auth_service::domain::Password::parse("benchmark password").expect("password");
+    let argon2_runs = 20;
+    let started = Instant::now();
+    for _ in 0..argon2_runs {
+        black_box(auth_service::password::hash(black_box(&password)).expect("hash"));
+    }
+    let argon2 = started.elapsed() / argon2_runs;
+    println!(
+        "argon2id (m=19456, t=2, p=1):      {:.1} ms ({:.1} hashes/s per core)",
+        argon2.as_secs_f64() * 1e3,
+        1.0 / argon2.as_secs_f64()
+    );
+
+    // For deploy/bench.py, which compares the services' rates with these ceilings.
+    let figures = serde_json::json!({
+        "raw_sign_us": Stats::micros(raw.mean),
+        "sign_jwt_us": Stats::micros(sign_jwt.mean),
+        "jsonwebtoken_encode_us": Stats::micros(encode_pem.mean),
+        "verify_us": Stats::micros(verify.mean),
+        "argon2_ms": argon2.as_secs_f64() * 1e3,
+    });
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let path = std::path::Path::new(&dir).join("bench-tokens.json");
+    match std::fs::write(&path, figures.to_string()) {
+        Ok(()) => println!("figures written to {}", path.display()),
+        Err(err) => eprintln!("could not write {}: {err}", path.display()),
+    }
 }

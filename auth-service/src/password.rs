@@ -79,6 +79,21 @@ fn is_outdated(parsed: &PasswordHash<'_>) -> bool {
     }
 }
 
+/// Runs argon2 work on the blocking pool, at most one computation per core at a time: more in
+/// parallel would only add memory (19 MiB each) and queueing inside the OS instead of here.
+pub async fn run<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let permits = PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    });
+    // The semaphore is never closed, so acquiring cannot fail.
+    let _permit = permits.acquire().await;
+    tokio::task::spawn_blocking(work).await
+}
+
 /// Warms the dummy hash so the first unknown-user login is not slower than the rest.
 pub fn warm_up() {
     let _ = dummy_hash();

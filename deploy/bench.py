@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""The benchmark harness: release builds of both services on PostgreSQL + Redis, 10 000 seeded
+books, load from wrk, every figure compared in the same run as a ratio to its ceiling.
+
+Run it through deploy/bench.sh (which builds first). Needs wrk, psql, a PostgreSQL server that
+accepts `postgres` without a password on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (the same
+as the tests). Prints a table and writes JSON to $CARGO_TARGET_DIR/bench/results.json.
+Standard library only.
+"""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+RELEASE = TARGET / "release"
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+PG = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+ADMIN, PASSWORD = "benchadmin", "bench-admin-password"
+CORES = os.cpu_count() or 1
+# Concurrent refresh chains (one wrk thread and connection each).
+REFRESH_CHAINS = 16
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port, method, path, body=None, token=None):
+    """One HTTP request on a fresh connection: (status, parsed JSON or None)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    try:
+        return response.status, json.loads(data) if data else None
+    except ValueError:
+        return response.status, None
+
+
+class Service:
+    """A service process, timed from spawn to its first `/readyz` 200."""
+
+    def __init__(self, name, argv, env):
+        self.name, self.port = name, int(env["LISTEN_ADDR"].rsplit(":", 1)[1])
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL
+        )
+        deadline = started + 60
+        while True:
+            try:
+                if request(self.port, "GET", "/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise SystemExit(f"{name} did not become ready")
+            time.sleep(0.002)
+        self.ready_ms = (time.monotonic() - started) * 1000
+
+    def rss_kb(self):
+        """(current RSS, peak RSS) in KiB."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        value = lambda key: int(re.search(rf"{key}:\s+(\d+)", status).group(1))
+        return value("VmRSS"), value("VmHWM")
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def wrk(port, seconds, connections, script, env, threads=2):
+    """Runs wrk with a Lua script; requests/s, p50 and p99 in ms, and the non-2xx count."""
+    out = subprocess.run(
+        ["wrk", "--latency", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+         "-s", str(script), f"http://127.0.0.1:{port}"],
+        env={**os.environ, **env}, capture_output=True, text=True, check=True,
+    ).stdout
+
+    def ms(label):
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+LUA_GET = """
+local ids = {}
+for line in io.lines(os.getenv("BENCH_IDS")) do ids[#ids + 1] = line end
+local headers = { ["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN") }
+request = function()
+  return wrk.format("GET", os.getenv("BENCH_PATH") .. ids[math.random(#ids)], headers)
+end
+"""
+
+# One connection per thread, each following its own rotation chain: every refresh token is
+# presented exactly once, as a real client would.
+LUA_REFRESH = """
+local count = 0
+function setup(thread)
+  count = count + 1
+  thread:set("token", os.getenv("BENCH_RT_" .. count))
+end
+request = function()
+  return wrk.format("POST", "/auth/refresh", { ["Authorization"] = "Bearer " .. token })
+end
+response = function(status, headers, body)
+  if status == 200 then
+    token = body:match('"refresh_token":"([^"]+)"') or token
+  end
+end
+"""
+
+LUA_LOGIN = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = os.getenv("BENCH_LOGIN")
+"""
+
+
+def psql(database, sql):
+    subprocess.run(["psql", f"{PG}/{database}", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def main():
+    tokens_figures = json.loads((TARGET / "bench-tokens.json").read_text())
+    work = Path(tempfile.mkdtemp(prefix="authbooks-bench-"))
+    run_id = uuid.uuid4().hex[:12]
+    databases = [f"bench_auth_{run_id}", f"bench_books_{run_id}"]
+    for db in databases:
+        psql("postgres", f"CREATE DATABASE {db}")
+    services = []
+    try:
+        results = run(work, run_id, databases, services, tokens_figures)
+    finally:
+        for service in services:
+            service.stop()
+        for db in databases:
+            psql("postgres", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        shutil.rmtree(work, ignore_errors=True)
+    report(results)
+
+
+def run(work, run_id, databases, services, ceilings):
+    common = {"REDIS_URL": REDIS, "REDIS_KEY_PREFIX": f"bench:{run_id}:", "RUST_LOG": "warn"}
+    auth_port = free_port()
+    auth = Service("auth-service", [str(RELEASE / "auth-service")], {
+        **common, "LISTEN_ADDR": f"127.0.0.1:{auth_port}",
+        "DATABASE_URL": f"{PG}/{databases[0]}", "AUTH_KEYS_DIR": str(work / "keys"),
+        "AUTH_BOOTSTRAP_ADMIN_USERNAME": ADMIN, "AUTH_BOOTSTRAP_ADMIN_PASSWORD": PASSWORD,
+        # A load test is one client hammering one account; throttling would measure itself.
+        "AUTH_LOGIN_LIMIT_USERNAME": "1000000000", "AUTH_LOGIN_LIMIT_ADDRESS": "1000000000",
+    })
+    services.append(auth)
+    jwks = f"http://127.0.0.1:{auth_port}/.well-known/jwks.json"
+    books = []
+    for _ in range(2):
+        books.append(Service("books-service", [str(RELEASE / "books-service")], {
+            **common, "LISTEN_ADDR": f"127.0.0.1:{free_port()}",
+            "DATABASE_URL": f"{PG}/{databases[1]}", "JWKS_URL": jwks,
+        }))
+        services.append(books[-1])
+    bare = Service("bare-verify", [str(RELEASE / "authbooks-local"), "bare-verify"], {
+        "LISTEN_ADDR": f"127.0.0.1:{free_port()}", "JWKS_URL": jwks, "RUST_LOG": "warn",
+    })
+    services.append(bare)
+
+    # 10 000 books, written straight into the table (UUIDs from md5, like the service's text ids).
+    psql(databases[1], """
+        INSERT INTO books (id, title, author, isbn, published_year, created_at, updated_at, version)
+        SELECT uuid_in(md5(i::text)::cstring)::text, 'Book ' || i, 'Author ' || (i % 100),
+               NULL, 1900 + (i % 120), 0, 0, 1
+        FROM generate_series(1, 10000) AS i""")
+    ids_file = work / "ids.txt"
+    ids = subprocess.run(["psql", f"{PG}/{databases[1]}", "-At", "-c", "SELECT id FROM books"],
+                         check=True, capture_output=True, text=True).stdout.split()
+    ids_file.write_text("\n".join(ids) + "\n")
+    idle = {s.name + (f"#{i}" if s.name == "books-service" else ""): s.rss_kb()[0]
+            for i, s in enumerate(services)}
+
+    status, pair = request(auth_port, "POST", "/auth/login", {"username": ADMIN, "password": PASSWORD})
+    assert status == 200, status
+    scripts = {name: work / f"{name}.lua" for name in ("get", "refresh", "login")}
+    scripts["get"].write_text(LUA_GET)
+    scripts["refresh"].write_text(LUA_REFRESH)
+    scripts["login"].write_text(LUA_LOGIN)
+    get_env = {"BENCH_IDS": str(ids_file), "BENCH_TOKEN": pair["access_token"]}
+
+    results = {"cores": CORES, "seconds": SECONDS, "ceilings": ceilings}
+    results["get_book"] = wrk(books[0].port, SECONDS, 32, scripts["get"], {**get_env, "BENCH_PATH": "/books/"})
+    results["bare_verify"] = wrk(bare.port, SECONDS, 32, scripts["get"], {**get_env, "BENCH_PATH": "/verify?"})
+
+    chains = {}
+    for n in range(1, REFRESH_CHAINS + 1):
+        status, login = request(auth_port, "POST", "/auth/login", {"username": ADMIN, "password": PASSWORD})
+        chains[f"BENCH_RT_{n}"] = login["refresh_token"]
+    results["refresh"] = wrk(auth_port, SECONDS, REFRESH_CHAINS, scripts["refresh"], chains,
+                             threads=REFRESH_CHAINS)
+    # Two signatures per refresh, on every core.
+    results["refresh_ceiling_rps"] = CORES * 1e6 / (2 * ceilings["raw_sign_us"])
+
+    login_env = {"BENCH_LOGIN": json.dumps({"username": ADMIN, "password": PASSWORD})}
+    results["get_alone"] = wrk(books[0].port, SECONDS, 8, scripts["get"], {**get_env, "BENCH_PATH": "/books/"})
+    flood = subprocess.Popen(
+        ["wrk", "-t", "2", "-c", "8", "-d", f"{SECONDS + 2}s", "-s", str(scripts["login"]),
+         f"http://127.0.0.1:{auth_port}/auth/login"],
+        env={**os.environ, **login_env}, stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    results["get_during_logins"] = wrk(books[0].port, SECONDS, 8, scripts["get"], {**get_env, "BENCH_PATH": "/books/"})
+    flood_out = flood.communicate()[0]
+    results["login_rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", flood_out).group(1))
+    failed_logins = re.search(r"Non-2xx or 3xx responses: (\d+)", flood_out)
+    results["login_non_2xx"] = int(failed_logins.group(1)) if failed_logins else 0
+    results["login_ceiling_rps"] = CORES * 1000 / ceilings["argon2_ms"]
+    results["propagation_ms"] = propagation(auth_port, [b.port for b in books])
+    results["rss_kb"] = {
+        "idle": idle,
+        "peak": {s.name + (f"#{i}" if s.name == "books-service" else ""): s.rss_kb()[1]
+                 for i, s in enumerate(services)},
+    }
+    results["ready_ms"] = {"auth-service": auth.ready_ms, "books-service": books[0].ready_ms}
+    return results
+
+
+def propagation(auth_port, books_ports, rounds=100):
+    """Milliseconds from `logout` returning until every books instance refuses the token."""
+    samples = []
+    for _ in range(rounds):
+        _, pair = request(auth_port, "POST", "/auth/login", {"username": ADMIN, "password": PASSWORD})
+        token = pair["access_token"]
+        conns = [http.client.HTTPConnection("127.0.0.1", p, timeout=5) for p in books_ports]
+        for conn in conns:
+            conn.request("GET", "/books?limit=1", headers={"authorization": f"Bearer {token}"})
+            assert conn.getresponse().read() is not None
+        status, _ = request(auth_port, "POST", "/auth/logout", token=token)
+        assert status == 204, status
+        started = time.monotonic()
+        pending = set(range(len(conns)))
+        while pending:
+            for i in list(pending):
+                conns[i].request("GET", "/books?limit=1", headers={"authorization": f"Bearer {token}"})
+                response = conns[i].getresponse()
+                response.read()
+                if response.status == 401:
+                    pending.discard(i)
+            if time.monotonic() - started > 5:
+                raise SystemExit("a revocation did not propagate within 5 s")
+        samples.append((time.monotonic() - started) * 1000)
+        for conn in conns:
+            conn.close()
+    samples.sort()
+    return {"p50": statistics.median(samples), "p99": samples[int(len(samples) * 0.99) - 1]}
+
+
+def report(r):
+    get, bare = r["get_book"], r["bare_verify"]
+    rows = [
+        ("GET /books/{id} vs bare verify route (req/s)", get["rps"], bare["rps"], get["rps"] / bare["rps"], ">= 0.8"),
+        ("POST /auth/refresh vs raw sign ceiling (req/s)", r["refresh"]["rps"], r["refresh_ceiling_rps"],
+         r["refresh"]["rps"] / r["refresh_ceiling_rps"], ">= 0.85"),
+        ("POST /auth/login vs argon2id ceiling (req/s)", r["login_rps"], r["login_ceiling_rps"],
+         r["login_rps"] / r["login_ceiling_rps"], ">= 0.9"),
+        ("GET p99 during login flood vs alone (ms)", r["get_during_logins"]["p99_ms"], r["get_alone"]["p99_ms"],
+         r["get_during_logins"]["p99_ms"] / r["get_alone"]["p99_ms"], "<= 2.0"),
+    ]
+    print(f"\nauthbooks benchmark: {r['cores']} cores, wrk {r['seconds']} s per run, PostgreSQL + Redis, 10 000 books\n")
+    print(f"{'measure':<48} {'ours':>10} {'reference':>10} {'ratio':>7}  target")
+    for name, ours, reference, ratio, target in rows:
+        print(f"{name:<48} {ours:>10.1f} {reference:>10.1f} {ratio:>7.2f}  {target}")
+    print(f"\nGET /books/{{id}}: p50 {get['p50_ms']:.2f} ms, p99 {get['p99_ms']:.2f} ms; "
+          f"bare verify p50 {bare['p50_ms']:.2f} ms, p99 {bare['p99_ms']:.2f} ms")
+    p = r["propagation_ms"]
+    print(f"revocation propagation to both books instances: p50 {p['p50']:.2f} ms, p99 {p['p99']:.2f} ms (target p99 <= 50)")
+    for kind in ("idle", "peak"):
+        figures = ", ".join(f"{k} {v / 1024:.1f} MB" for k, v in r["rss_kb"][kind].items())
+        print(f"RSS {kind}: {figures} (targets: idle <= 30, loaded <= 80)")
+    ready = ", ".join(f"{k} {v:.0f} ms" for k, v in r["ready_ms"].items())
+    print(f"start to /readyz 200: {ready} (target <= 300)")
+    errors = {k: v["non_2xx"] for k, v in r.items() if isinstance(v, dict) and v.get("non_2xx")}
+    if r.get("login_non_2xx"):
+        errors["login"] = r["login_non_2xx"]
+    if errors:
+        print(f"non-2xx answers during load: {errors}")
+    out = TARGET / "bench" / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=2))
+    print(f"\nJSON: {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
