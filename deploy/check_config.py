@@ -12,7 +12,8 @@
 3. deploy/k8s/*.yaml parse, name themselves, probe /readyz and /healthz on the right port and
    wire ConfigMaps, Secrets, Services, autoscalers, budgets and the Ingress consistently; with
    kubernetes-validate installed, they also validate against the Kubernetes API schemas.
-4. deploy/nginx.conf.template renders and passes `nginx -t` (skipped when nginx is absent).
+4. deploy/nginx.conf.template renders and passes `nginx -t` (skipped when nginx is absent), and
+   serves exactly the browser page's files from the web root that docker-compose.yml mounts.
 
 Every problem is listed; the exit status is 1 when there is any, 2 when a tool is missing.
 """
@@ -37,6 +38,9 @@ COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 K8S = ROOT / "deploy" / "k8s"
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx.conf.template"
+WEB_ROOT = ROOT / "deploy" / "web"
+# The browser page: the only files the gateway serves itself, each at an exact path.
+WEB_FILES = {"/": "index.html", "/app.js": "app.js", "/app.css": "app.css"}
 
 # The variables each service reads and their defaults, from the configuration table in
 # README.md (None: no default value, the feature is off when unset). Keep in sync with the
@@ -696,8 +700,25 @@ def check_nginx(r: Report, compose: dict) -> None:
         (r"server_tokens off;", "server_tokens off"),
     ]:
         r.check(re.search(needle, body) is not None, f"template {what}")
+    static = re.findall(r"location (=?) ?(\S+) \{[^}]*?\broot\b", body)
+    r.check(
+        sorted(static) == sorted(("=", path) for path in WEB_FILES),
+        "template serves exactly the page's files, each at an exact location",
+        str(static),
+    )
+    r.check(re.search(r"\bautoindex on\b", body) is None, "template never lists a directory")
+    for path, name in WEB_FILES.items():
+        r.check((WEB_ROOT / name).is_file(), f"deploy/web/{name} exists (served at {path})")
+    web_root = genv.get("WEB_ROOT", "")
+    mounts = [str(v) for v in gateway.get("volumes", []) if isinstance(v, str)]
+    r.check(
+        f"./deploy/web:{web_root}:ro" in mounts,
+        "the gateway mounts deploy/web read-only at WEB_ROOT",
+        f"WEB_ROOT={web_root!r}, volumes {mounts}",
+    )
     for status, code in [
         (404, "not_found"),
+        (405, "method_not_allowed"),
         (413, "payload_too_large"),
         (502, "unavailable"),
         (504, "unavailable"),
@@ -718,6 +739,7 @@ def check_nginx(r: Report, compose: dict) -> None:
         "BOOKS_SERVERS": "server 127.0.0.1:18082; server 127.0.0.1:28082;",
         "GATEWAY_PORT": "18080",
         "NGINX_RESOLVER": "",
+        "WEB_ROOT": str(WEB_ROOT),
     }
     nginx_test(r, version, "test values", test_values, template)
     if version >= (1, 27, 3):

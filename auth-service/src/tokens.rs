@@ -9,7 +9,7 @@ use crate::error::AuthError;
 use crate::keys::KeyStore;
 
 /// The token pair body of API.md.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,

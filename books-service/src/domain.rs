@@ -118,7 +118,7 @@ impl PublishedYear {
 }
 
 /// The request body of `POST /books` and `PUT /books/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookRequest {
     pub title: String,

@@ -34,6 +34,33 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code of the contract.
+    pub const ALL: [ErrorCode; 20] = {
+        use ErrorCode::*;
+        [
+            BadRequest,
+            MissingToken,
+            InvalidToken,
+            TokenExpired,
+            TokenRevoked,
+            WrongTokenType,
+            FreshTokenRequired,
+            RefreshTokenReused,
+            InvalidCredentials,
+            InsufficientRole,
+            CsrfFailed,
+            NotFound,
+            MethodNotAllowed,
+            Conflict,
+            PreconditionFailed,
+            PayloadTooLarge,
+            ValidationFailed,
+            RateLimited,
+            Internal,
+            Unavailable,
+        ]
+    };
+
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {

@@ -2,6 +2,8 @@
 //! revocation storage and the actix glue that turns a request into verified claims.
 
 pub mod claims;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod config;
 #[cfg(feature = "db")]
 pub mod db;
@@ -10,6 +12,8 @@ pub mod extract;
 pub mod jwks;
 pub mod jwks_cache;
 pub mod metrics;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod revocation;
 pub mod server;
 pub mod telemetry;

@@ -51,12 +51,25 @@ where
     Ok(Bound { port, server })
 }
 
-/// `GET /healthz`: the process is up.
+/// Liveness: the process is up
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Up", body = crate::openapi::Health))
+))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// Prometheus metrics
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String,
+        content_type = "text/plain; version=0.0.4"))
+))]
 pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -2,6 +2,7 @@
 //! per test and the addresses of the local PostgreSQL and Redis.
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
+use serde_json::Value;
 
 /// `TEST_PG_URL` (server URL without a database), default the local trust-auth server.
 pub fn pg_base_url() -> String {
@@ -45,11 +46,99 @@ impl Drop for TestDatabase {
 }
 
 /// The claims of a JWT, decoded without any verification (to inspect what was issued).
-pub fn payload(token: &str) -> serde_json::Value {
+pub fn payload(token: &str) -> Value {
     use base64::Engine;
     let part = token.split('.').nth(1).expect("payload part");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(part)
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("json payload")
+}
+
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference.trim_start_matches("#/components/schemas/");
+            &doc["components"]["schemas"][name]
+        }
+        None => schema,
+    }
+}
+
+/// A small JSON Schema check: `$ref`, `allOf`, `type` (one or several), `enum`, `properties`,
+/// `required`, `additionalProperties` and `items` — what our document uses. Undocumented
+/// properties are refused too, so a response that grows a field must grow its schema.
+pub fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
+    if schema["$ref"].is_string() {
+        return conforms(doc, resolve(doc, schema), value);
+    }
+    if let Some(all) = schema["allOf"].as_array() {
+        // Each part may name only some properties; together they must name every one.
+        let parts: Vec<&Value> = all.iter().map(|part| resolve(doc, part)).collect();
+        if let Value::Object(members) = value {
+            for name in members.keys() {
+                if !parts.iter().any(|p| p["properties"].get(name).is_some()) {
+                    return Err(format!("`{name}` is not documented"));
+                }
+            }
+        }
+        let loose = |part: &Value| {
+            let mut part = part.clone();
+            part["additionalProperties"] = serde_json::json!({});
+            part
+        };
+        return parts
+            .iter()
+            .try_for_each(|p| conforms(doc, &loose(p), value));
+    }
+    if let Some(allowed) = schema["enum"].as_array() {
+        if !allowed.contains(value) {
+            return Err(format!("{value} is not one of {allowed:?}"));
+        }
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    let type_of = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let typed = types.is_empty()
+        || types.contains(&type_of)
+        || (type_of == "integer" && types.contains(&"number"));
+    if !typed {
+        return Err(format!("{value} is not of type {types:?}"));
+    }
+    if let Value::Object(members) = value {
+        for name in schema["required"].as_array().into_iter().flatten() {
+            let name = name.as_str().unwrap_or_default();
+            if !members.contains_key(name) {
+                return Err(format!("required `{name}` is missing"));
+            }
+        }
+        let properties = schema["properties"].as_object();
+        for (name, member) in members {
+            match properties.and_then(|p| p.get(name)) {
+                Some(property) => conforms(doc, property, member)?,
+                None if schema["additionalProperties"].is_object() => {
+                    conforms(doc, &schema["additionalProperties"], member)?
+                }
+                None if properties.is_some() => return Err(format!("`{name}` is not documented")),
+                None => {}
+            }
+        }
+    }
+    if let (Value::Array(items), Some(_)) = (value, schema.get("items")) {
+        for item in items {
+            conforms(doc, &schema["items"], item)?;
+        }
+    }
+    Ok(())
 }

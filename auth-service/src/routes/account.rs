@@ -10,8 +10,10 @@ use shared::{AccessClaims, Revocation, RevocationEntry, Role};
 use crate::domain::Password;
 use crate::error::AuthError;
 use crate::password::{self, Verdict};
-use crate::routes::auth::{blocking, UserBody};
+use crate::routes::auth::{argon2, UserBody};
 use crate::startup::AppState;
+use shared::api_errors;
+use shared::openapi::RoleSchema;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/logout-all", web::post().to(logout_all))
@@ -41,6 +43,19 @@ pub async fn revoke_user(
     Ok(())
 }
 
+api_errors!(LogoutAllErrors: TOKEN + [CsrfFailed]);
+
+/// End every session of the caller, on every instance
+#[utoipa::path(
+    post,
+    path = "/auth/logout-all",
+    tag = "auth",
+    security(("access_token" = []), ("access_cookie" = [], "csrf_header" = [])),
+    responses(
+        (status = 204, description = "Every token of the user issued until now is revoked"),
+        LogoutAllErrors,
+    )
+)]
 async fn logout_all(
     state: web::Data<AppState>,
     claims: AccessClaims,
@@ -51,12 +66,31 @@ async fn logout_all(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PasswordChange {
     current_password: String,
     new_password: String,
 }
 
+api_errors!(
+    PasswordErrors: TOKEN + JSON_BODY + [FreshTokenRequired, InvalidCredentials, CsrfFailed]
+);
+
+/// Change the caller's password (fresh token); every other session ends
+///
+/// `new_password` is 8-128 characters; a wrong `current_password` is `invalid_credentials`.
+/// The token that made the change stays valid until it expires.
+#[utoipa::path(
+    post,
+    path = "/auth/password",
+    tag = "auth",
+    security(("access_token" = []), ("access_cookie" = [], "csrf_header" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed"),
+        PasswordErrors,
+    )
+)]
 async fn change_password(
     state: web::Data<AppState>,
     claims: AccessClaims,
@@ -75,11 +109,11 @@ async fn change_password(
         .await?
         .ok_or(shared::TokenError::Invalid("the user no longer exists"))?;
     let stored = user.password_hash.clone();
-    let verdict = blocking(move || password::verify(&current_password, Some(&stored))).await?;
+    let verdict = argon2(move || password::verify(&current_password, Some(&stored))).await?;
     if !matches!(verdict, Verdict::Valid { .. }) {
         return Err(AuthError::InvalidCredentials);
     }
-    let hash = blocking(move || password::hash(&new_password))
+    let hash = argon2(move || password::hash(&new_password))
         .await?
         .map_err(|e| AuthError::Unexpected(e.to_string()))?;
     state.users.set_password_hash(user.id.clone(), hash).await?;
@@ -89,11 +123,31 @@ async fn change_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RolesBody {
+    /// At least one; duplicates are ignored.
+    #[schema(value_type = Vec<RoleSchema>)]
     roles: Vec<String>,
 }
 
+api_errors!(
+    SetRolesErrors: TOKEN + JSON_BODY
+        + [FreshTokenRequired, InsufficientRole, CsrfFailed, NotFound]
+);
+
+/// Replace a user's roles (admin, fresh token); every token of that user ends
+#[utoipa::path(
+    put,
+    path = "/auth/users/{id}/roles",
+    tag = "auth",
+    params(("id" = String, Path, description = "the user's id")),
+    security(("access_token" = []), ("access_cookie" = [], "csrf_header" = [])),
+    request_body = RolesBody,
+    responses(
+        (status = 200, description = "The user with the new roles", body = UserBody),
+        SetRolesErrors,
+    )
+)]
 async fn set_roles(
     state: web::Data<AppState>,
     claims: AccessClaims,

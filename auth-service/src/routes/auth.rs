@@ -13,7 +13,9 @@ use crate::routes::session;
 use crate::startup::AppState;
 use crate::store::User;
 use crate::throttle::client_address;
-use crate::tokens::{IssuedPair, Subject};
+use crate::tokens::{IssuedPair, Subject, TokenPair};
+use shared::api_errors;
+use shared::openapi::RoleSchema;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/register", web::post().to(register))
@@ -23,18 +25,33 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/auth/me", web::get().to(me));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
     username: String,
     password: String,
 }
 
-#[derive(Serialize)]
+/// The body of `POST /auth/register`: [`Credentials`] with the rules of `Username::parse` and
+/// `Password::parse` spelled out for clients.
+#[derive(utoipa::ToSchema)]
+pub struct NewAccount {
+    /// Case-insensitive; stored lower-cased.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,64}$")]
+    pub username: String,
+    #[schema(min_length = 8, max_length = 128)]
+    pub password: String,
+}
+
+/// A user. `created_at` is absent only in the answer to `POST /auth/register`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
 pub struct UserBody {
     id: String,
     username: String,
+    #[schema(value_type = Vec<RoleSchema>)]
     roles: Vec<Role>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, format = DateTime, required = false)]
     created_at: Option<String>,
 }
 
@@ -53,14 +70,29 @@ impl UserBody {
     }
 }
 
-pub async fn blocking<T: Send + 'static>(
+/// argon2 work, bounded to one computation per core (see [`password::run`]).
+pub async fn argon2<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AuthError> {
-    tokio::task::spawn_blocking(f)
+    password::run(f)
         .await
         .map_err(|e| AuthError::Unexpected(format!("blocking task failed: {e}")))
 }
 
+api_errors!(RegisterErrors: JSON_BODY + [Conflict, Unavailable]);
+
+/// Create an account with role `user`
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    tag = "auth",
+    request_body = NewAccount,
+    responses(
+        (status = 201, description = "Created", body = UserBody,
+            headers(("Location" = String, description = "`/auth/me`"))),
+        RegisterErrors,
+    )
+)]
 async fn register(
     state: web::Data<AppState>,
     body: web::Json<Credentials>,
@@ -75,7 +107,7 @@ async fn register(
     let (Some(username), Some(password)) = (username, password) else {
         return Err(AuthError::Validation(fields));
     };
-    let hash = blocking(move || password::hash(&password))
+    let hash = argon2(move || password::hash(&password))
         .await?
         .map_err(|e| AuthError::Unexpected(e.to_string()))?;
     let user = state
@@ -88,6 +120,23 @@ async fn register(
         .json(UserBody::of(&user, false)))
 }
 
+api_errors!(LoginErrors: JSON_BODY + [InvalidCredentials, RateLimited, Unavailable]);
+
+/// Log in with a password: a fresh access token and a refresh token of a new session
+///
+/// Throttled per username and per client address; a locked attempt is refused before any
+/// password work.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "A token pair", body = TokenPair,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        LoginErrors,
+    )
+)]
 async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -131,7 +180,7 @@ pub async fn authenticate(
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let verdict = {
         let password = password.clone();
-        blocking(move || password::verify(&password, stored.as_deref())).await?
+        argon2(move || password::verify(&password, stored.as_deref())).await?
     };
     let (user, needs_rehash) = match (user, verdict) {
         (Some(user), Verdict::Valid { needs_rehash }) => (user, needs_rehash),
@@ -157,7 +206,7 @@ async fn rehash(state: &AppState, user: &User, password: String) {
     let Ok(password) = Password::parse(&password) else {
         return;
     };
-    let hashed = blocking(move || password::hash(&password)).await;
+    let hashed = argon2(move || password::hash(&password)).await;
     if let Ok(Ok(hash)) = hashed {
         if let Err(err) = state.users.set_password_hash(user.id.clone(), hash).await {
             tracing::warn!(error = %err, "password rehash failed");
@@ -173,6 +222,29 @@ fn subject(user: &User) -> Subject<'_> {
     }
 }
 
+api_errors!(RefreshErrors: TOKEN + [RefreshTokenReused, CsrfFailed]);
+
+/// Rotate a refresh token: a new pair (non-fresh access token); the presented token is spent
+///
+/// The refresh token comes as `Authorization: Bearer`, or as the `refresh_token_cookie` with
+/// `X-CSRF-TOKEN`, in which case the answer also renews the cookies. The same token presented
+/// again within the grace period gets the same pair; later, `refresh_token_reused` and its
+/// whole session is revoked. No request body is read.
+#[utoipa::path(
+    post,
+    path = "/auth/refresh",
+    tag = "auth",
+    security(("refresh_token" = []), ("refresh_cookie" = [], "csrf_header" = [])),
+    responses(
+        (status = 200, description = "A token pair", body = TokenPair,
+            headers(
+                ("Cache-Control" = String, description = "`no-store`"),
+                ("Set-Cookie" = String,
+                    description = "renewed session cookies, when the refresh token was a cookie"),
+            )),
+        RefreshErrors,
+    )
+)]
 async fn refresh(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -259,12 +331,34 @@ async fn revoke_family(state: &AppState, claims: &RefreshClaims) -> Result<(), A
     Ok(())
 }
 
-#[derive(Deserialize)]
+/// Optional body of `POST /auth/logout`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LogoutBody {
+pub struct LogoutBody {
     refresh_token: Option<String>,
 }
 
+api_errors!(LogoutErrors: TOKEN + [BadRequest, ValidationFailed, PayloadTooLarge, CsrfFailed]);
+
+/// Revoke the access token and, when named, the refresh token and its whole session
+///
+/// The body is optional (empty, or `{"refresh_token": "<jwt>"}`); a refresh token that is not
+/// valid, or belongs to another user, is `invalid_token`; an expired one is ignored.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    security(("access_token" = []), ("access_cookie" = [], "csrf_header" = [])),
+    request_body(
+        content = ref("#/components/schemas/LogoutBody"),
+        content_type = "application/json",
+        description = "Optional"
+    ),
+    responses(
+        (status = 204, description = "Revoked"),
+        LogoutErrors,
+    )
+)]
 async fn logout(
     state: web::Data<AppState>,
     claims: AccessClaims,
@@ -320,6 +414,19 @@ async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
+api_errors!(MeErrors: TOKEN + []);
+
+/// The caller's account, loaded from the database
+#[utoipa::path(
+    get,
+    path = "/auth/me",
+    tag = "auth",
+    security(("access_token" = []), ("access_cookie" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserBody),
+        MeErrors,
+    )
+)]
 async fn me(state: web::Data<AppState>, claims: AccessClaims) -> Result<HttpResponse, AuthError> {
     let user = state
         .users

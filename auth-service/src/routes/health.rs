@@ -4,14 +4,27 @@ use actix_web::{web, HttpResponse};
 use shared::{ErrorBody, ErrorCode};
 
 use crate::startup::AppState;
+use shared::api_errors;
 
+/// The operational routes, and this service's OpenAPI document.
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(shared::server::healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(shared::server::metrics));
+        .route("/metrics", web::get().to(shared::server::metrics))
+        .configure(super::openapi::config);
 }
 
-/// Ready when the database answers and the revocation store can be reached.
+api_errors!(ReadyErrors: [Unavailable]);
+
+/// Readiness: the database answers and the revocation store can be reached
+///
+/// When not ready, `fields` names each unreachable dependency.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses((status = 200, description = "Ready", body = shared::openapi::Readiness), ReadyErrors)
+)]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut problems = std::collections::BTreeMap::new();
     if let Err(err) = state.users.ping().await {

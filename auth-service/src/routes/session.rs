@@ -14,6 +14,7 @@ use shared::{AccessClaims, Revocation, RevocationEntry, TokenType};
 use crate::error::AuthError;
 use crate::routes::auth::{authenticate, Credentials};
 use crate::startup::AppState;
+use shared::api_errors;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/session", web::post().to(create_session))
@@ -101,6 +102,25 @@ pub fn cookie_refresh_response(state: &AppState, pair_json: String, csrf: &str) 
     response.content_type("application/json").body(pair_json)
 }
 
+api_errors!(CreateSessionErrors: JSON_BODY + [InvalidCredentials, RateLimited, Unavailable]);
+
+/// Cookie login: the tokens as HttpOnly cookies and a readable `csrf_access_token`
+///
+/// The same checks and throttling as `POST /auth/login`. Afterwards every POST, PUT, PATCH and
+/// DELETE that relies on the cookies must send `X-CSRF-TOKEN` equal to `csrf_access_token`.
+#[utoipa::path(
+    post,
+    path = "/auth/session",
+    tag = "session",
+    request_body = Credentials,
+    responses(
+        (status = 204, description = "Logged in",
+            headers(("Set-Cookie" = String, description = "`access_token_cookie` (HttpOnly, \
+                `Path=/`), `refresh_token_cookie` (HttpOnly, `Path=/auth`) and \
+                `csrf_access_token`, all `SameSite=Lax`"))),
+        CreateSessionErrors,
+    )
+)]
 async fn create_session(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -120,6 +140,20 @@ async fn create_session(
     Ok(response.finish())
 }
 
+api_errors!(EndSessionErrors: TOKEN + [CsrfFailed]);
+
+/// Cookie logout: revoke the session and clear the cookies
+#[utoipa::path(
+    delete,
+    path = "/auth/session",
+    tag = "session",
+    security(("access_cookie" = [], "csrf_header" = []), ("access_token" = [])),
+    responses(
+        (status = 204, description = "Logged out",
+            headers(("Set-Cookie" = String, description = "the three session cookies, expired"))),
+        EndSessionErrors,
+    )
+)]
 async fn end_session(
     state: web::Data<AppState>,
     claims: AccessClaims,

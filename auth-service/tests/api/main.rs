@@ -3,5 +3,6 @@ mod helpers;
 mod accounts;
 mod cookies;
 mod discovery;
+mod openapi;
 mod sessions;
 mod throttling;

@@ -11,6 +11,7 @@ use crate::domain::BookRequest;
 use crate::error::BooksError;
 use crate::startup::AppState;
 use crate::store::{BookRow, ListFilter};
+use shared::api_errors;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -36,14 +37,18 @@ async fn method_not_allowed() -> HttpResponse {
     .into_response()
 }
 
-#[derive(Serialize)]
+/// A book. `isbn` is stored without hyphens; `version` is the value of its `ETag`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Book)]
 struct BookBody {
     id: String,
     title: String,
     author: String,
     isbn: Option<String>,
     published_year: Option<i32>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
     version: i64,
 }
@@ -111,12 +116,34 @@ struct ListQuery {
     q: Option<String>,
 }
 
-#[derive(Serialize)]
+/// One page of books in creation order; `next_cursor` is null on the last page.
+#[derive(Serialize, utoipa::ToSchema)]
 struct Page {
     items: Vec<BookBody>,
     next_cursor: Option<String>,
 }
 
+api_errors!(ListErrors: TOKEN + [BadRequest]);
+
+/// List books, oldest first (any authenticated user)
+///
+/// An unknown query parameter, a `limit` outside 1-100 or a `cursor` this service did not
+/// issue is `bad_request`.
+#[utoipa::path(
+    get,
+    path = "/books",
+    tag = "books",
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100,
+            description = "page size, default 20"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("author" = Option<String>, Query, description = "exact author, case-insensitive"),
+        ("q" = Option<String>, Query,
+            description = "substring of the title, case-insensitive (`%` and `_` literal)"),
+    ),
+    security(("access_token" = []), ("access_cookie" = [])),
+    responses((status = 200, description = "A page", body = Page), ListErrors)
+)]
 async fn list(
     state: web::Data<AppState>,
     _claims: AccessClaims,
@@ -161,6 +188,21 @@ fn decode_cursor(raw: &str) -> Result<String, BooksError> {
         .ok_or_else(|| BooksError::BadRequest("cursor is not one this service issued".into()))
 }
 
+api_errors!(GetErrors: TOKEN + [NotFound]);
+
+/// One book (any authenticated user)
+#[utoipa::path(
+    get,
+    path = "/books/{id}",
+    tag = "books",
+    params(("id" = String, Path, description = "the book's id (a UUID)")),
+    security(("access_token" = []), ("access_cookie" = [])),
+    responses(
+        (status = 200, description = "The book", body = BookBody,
+            headers(("ETag" = String, description = "`\"<version>\"`"))),
+        GetErrors,
+    )
+)]
 async fn get(
     state: web::Data<AppState>,
     _claims: AccessClaims,
@@ -173,6 +215,27 @@ async fn get(
         .json(BookBody::from(row)))
 }
 
+api_errors!(CreateErrors: TOKEN + JSON_BODY + [InsufficientRole, CsrfFailed, Conflict]);
+
+/// Add a book (`editor` or `admin`)
+///
+/// `title` 1-200 and `author` 1-100 characters after trimming; `isbn` an ISBN-10 or ISBN-13
+/// with a valid check digit, unique; `published_year` not in the future.
+#[utoipa::path(
+    post,
+    path = "/books",
+    tag = "books",
+    request_body = BookRequest,
+    security(("access_token" = []), ("access_cookie" = [], "csrf_header" = [])),
+    responses(
+        (status = 201, description = "Created", body = BookBody,
+            headers(
+                ("Location" = String, description = "`/books/{id}`"),
+                ("ETag" = String, description = "`\"<version>\"`"),
+            )),
+        CreateErrors,
+    )
+)]
 async fn create(
     state: web::Data<AppState>,
     claims: AccessClaims,
@@ -188,6 +251,32 @@ async fn create(
         .json(BookBody::from(row)))
 }
 
+api_errors!(
+    ReplaceErrors: TOKEN + JSON_BODY
+        + [InsufficientRole, CsrfFailed, NotFound, Conflict, PreconditionFailed]
+);
+
+/// Replace a book entirely (`editor` or `admin`)
+///
+/// With `If-Match`, only while the book is still at that version; of concurrent writers holding
+/// the same ETag exactly one wins.
+#[utoipa::path(
+    put,
+    path = "/books/{id}",
+    tag = "books",
+    params(
+        ("id" = String, Path, description = "the book's id (a UUID)"),
+        ("If-Match" = Option<String>, Header,
+            description = "`\"<version>\"`, `W/\"<version>\"` or `*`"),
+    ),
+    request_body = BookRequest,
+    security(("access_token" = []), ("access_cookie" = [], "csrf_header" = [])),
+    responses(
+        (status = 200, description = "The new version", body = BookBody,
+            headers(("ETag" = String, description = "`\"<version>\"`"))),
+        ReplaceErrors,
+    )
+)]
 async fn replace(
     state: web::Data<AppState>,
     claims: AccessClaims,
@@ -205,6 +294,24 @@ async fn replace(
         .json(BookBody::from(row)))
 }
 
+api_errors!(
+    DeleteErrors: TOKEN
+        + [FreshTokenRequired, InsufficientRole, CsrfFailed, NotFound, PreconditionFailed]
+);
+
+/// Delete a book (`admin` with a fresh token)
+#[utoipa::path(
+    delete,
+    path = "/books/{id}",
+    tag = "books",
+    params(
+        ("id" = String, Path, description = "the book's id (a UUID)"),
+        ("If-Match" = Option<String>, Header,
+            description = "`\"<version>\"`, `W/\"<version>\"` or `*`"),
+    ),
+    security(("access_token" = []), ("access_cookie" = [], "csrf_header" = [])),
+    responses((status = 204, description = "Deleted"), DeleteErrors)
+)]
 async fn delete(
     state: web::Data<AppState>,
     claims: AccessClaims,

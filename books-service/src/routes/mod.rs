@@ -1,2 +1,3 @@
 pub mod books;
 pub mod health;
+pub mod openapi;

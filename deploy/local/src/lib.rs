@@ -1,6 +1,6 @@
 //! The one-command local stack: auth-service and books-service in one process on the embedded
 //! defaults (SQLite files and keys under a data directory, one in-process revocation store
-//! shared by both), behind one port with the gateway's paths.
+//! shared by both), behind one port with the gateway's paths, and the browser page at `/`.
 
 pub mod proxy;
 
@@ -102,6 +102,7 @@ pub async fn run(config: StackConfig) -> Result<(), String> {
             cfg.app_data(upstreams.clone())
                 .route("/readyz", web::get().to(proxy::ready))
                 .route("/healthz", web::get().to(shared::server::healthz))
+                .configure(proxy::page_routes)
                 .route("/{tail:.*}", web::route().to(proxy::forward));
         },
     )?;
@@ -118,6 +119,7 @@ pub async fn run(config: StackConfig) -> Result<(), String> {
 fn print_banner(port: u16, data_dir: &std::path::Path, admin_password: Option<&str>) {
     let base = format!("http://127.0.0.1:{port}");
     println!("authbooks is running at {base} (Ctrl-C stops it)");
+    println!("  page:  {base}/ (open it in a browser)");
     println!("  auth:  {base}/auth/login, {base}/auth/register, {base}/.well-known/jwks.json");
     println!("  books: {base}/books");
     println!(

@@ -1,5 +1,6 @@
 //! The front door of the local stack: the gateway's routing (`/auth/*` and `/.well-known/*` to
-//! auth-service, `/books*` to books-service) in a few lines of actix + reqwest.
+//! auth-service, `/books*` to books-service) in a few lines of actix + reqwest, and the browser
+//! page (`deploy/web`) at `/`.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -27,6 +28,58 @@ pub async fn ready(upstreams: web::Data<Upstreams>) -> HttpResponse {
         }
     }
     HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+}
+
+/// The browser page, compiled in: the same three files the gateway serves at the same paths,
+/// with the same content types and security headers (`deploy/nginx.conf.template`).
+const PAGE_FILES: [(&str, &str, &str); 3] = [
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("../../web/index.html"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/app.js"),
+    ),
+    (
+        "/app.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/app.css"),
+    ),
+];
+
+/// The page loads its own script and style and talks to its own origin; nothing else, and it
+/// cannot be framed (its delete button must not be clickjacked).
+pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// `GET`/`HEAD` of the page's files; any other method on those paths is a JSON 405.
+pub fn page_routes(cfg: &mut web::ServiceConfig) {
+    for (path, content_type, body) in PAGE_FILES {
+        let serve = move || async move {
+            HttpResponse::Ok()
+                .content_type(content_type)
+                .insert_header(("Cache-Control", "no-cache"))
+                .insert_header(("X-Content-Type-Options", "nosniff"))
+                .insert_header(("Referrer-Policy", "no-referrer"))
+                .insert_header(("Content-Security-Policy", PAGE_CSP))
+                .body(body)
+        };
+        cfg.service(
+            web::resource(path)
+                .route(web::get().to(serve))
+                .route(web::head().to(serve))
+                .default_service(web::to(|| async {
+                    ErrorBody::new(
+                        ErrorCode::MethodNotAllowed,
+                        "this method is not allowed on this path",
+                    )
+                    .into_response()
+                })),
+        );
+    }
 }
 
 /// Headers that describe one hop, not the message (RFC 9110 section 7.6.1).
@@ -122,6 +175,43 @@ pub async fn forward(
         Ok(bytes) => answer.body(bytes),
         Err(_) => {
             ErrorBody::new(ErrorCode::Unavailable, "the service is unavailable").into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::{Method, StatusCode};
+    use actix_web::{test, App};
+
+    use super::*;
+
+    #[actix_web::test]
+    async fn serves_the_page_files_with_their_types_and_refuses_other_methods() {
+        let app = test::init_service(App::new().configure(page_routes)).await;
+        for (path, content_type) in [
+            ("/", "text/html; charset=utf-8"),
+            ("/app.js", "text/javascript; charset=utf-8"),
+            ("/app.css", "text/css; charset=utf-8"),
+        ] {
+            let response =
+                test::call_service(&app, test::TestRequest::get().uri(path).to_request()).await;
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            let get = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+            assert_eq!(get("content-type"), Some(content_type), "{path}");
+            assert_eq!(get("content-security-policy"), Some(PAGE_CSP), "{path}");
+            assert_eq!(get("x-content-type-options"), Some("nosniff"), "{path}");
+            assert!(!test::read_body(response).await.is_empty(), "{path}");
+
+            let head = test::TestRequest::default().method(Method::HEAD).uri(path);
+            let response = test::call_service(&app, head.to_request()).await;
+            assert_eq!(response.status(), StatusCode::OK, "HEAD {path}");
+
+            let post = test::TestRequest::post().uri(path).to_request();
+            let response = test::call_service(&app, post).await;
+            assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+            let body: serde_json::Value = test::read_body_json(response).await;
+            assert_eq!(body["error"], "method_not_allowed");
         }
     }
 }

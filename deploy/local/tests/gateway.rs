@@ -1,65 +1,16 @@
 //! The real nginx with the project's gateway config in front of two auth-service and two
 //! books-service processes on PostgreSQL + Redis, driven through the gateway.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::testing::{redis_url, TestDatabase};
-
-/// A child process killed when the test ends, whatever happens.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // SIGTERM first: nginx's master then stops its workers instead of orphaning them.
-        let pid = self.0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        for _ in 0..50 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn service(mode: &str, port: u16, env: &[(&str, String)]) -> Process {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_authbooks-local"));
-    command
-        .arg(mode)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("HTTP_WORKERS", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    Process(command.spawn().expect("service process starts"))
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    for _ in 0..300 {
-        let ready = client.get(format!("{base}/readyz")).send().await;
-        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{base} did not become ready");
-}
+use support::{free_port, service, wait_ready, Process};
 
 /// Renders deploy/nginx.conf.template as its header comment says, and starts nginx in the
 /// foreground with a private prefix.
@@ -77,7 +28,11 @@ fn gateway(prefix: &Path, port: u16, auth: &[u16], books: &[u16]) -> Process {
         .replace("${BOOKS_SERVERS}", &servers(books))
         .replace("${GATEWAY_PORT}", &port.to_string())
         .replace("${NGINX_PREFIX}", &prefix.display().to_string())
-        .replace("${NGINX_RESOLVER}", "");
+        .replace("${NGINX_RESOLVER}", "")
+        .replace(
+            "${WEB_ROOT}",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../web"),
+        );
     let path = prefix.join("nginx.conf");
     std::fs::write(&path, config).unwrap();
     // nginx's workers may run as another user: let them write their temp files.
@@ -102,7 +57,7 @@ async fn the_whole_flow_through_nginx_with_two_instances_of_each_service() {
     let client = reqwest::Client::new();
     let dir = tempfile::tempdir().unwrap();
     let (auth_db, books_db) = (TestDatabase::create(), TestDatabase::create());
-    let prefix = format!("e2e:{}:", uuid_like());
+    let prefix = format!("e2e:{}:", uuid::Uuid::new_v4().simple());
     let common = [
         ("REDIS_URL", redis_url()),
         ("REDIS_KEY_PREFIX", prefix),
@@ -143,7 +98,7 @@ async fn the_whole_flow_through_nginx_with_two_instances_of_each_service() {
     }
 
     // The gateway answers what it does not route with the contract's JSON.
-    let unknown = client.get(format!("{base}/")).send().await.unwrap();
+    let unknown = client.get(format!("{base}/nope")).send().await.unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     assert_eq!(unknown.json::<Value>().await.unwrap()["error"], "not_found");
 
@@ -213,7 +168,9 @@ async fn the_whole_flow_through_nginx_with_two_instances_of_each_service() {
     let mut failures = Vec::new();
     for i in 0..120 {
         if i == 40 {
-            books[1] = None;
+            if let Some(mut victim) = books[1].take() {
+                victim.kill_hard();
+            }
         }
         let id = &ids[i % ids.len()];
         let response = client
@@ -296,11 +253,4 @@ fn diesel_exec(pool: &shared::db::DbPool, sql: &str) {
     diesel::sql_query(sql)
         .execute(&mut *pool.get().unwrap())
         .unwrap();
-}
-
-fn uuid_like() -> String {
-    format!(
-        "{:x}",
-        std::process::id() as u64 * 1_000_003 + shared::now_unix() as u64
-    )
 }

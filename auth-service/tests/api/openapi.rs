@@ -1,0 +1,306 @@
+//! `GET /openapi.json`: served, complete against API.md, and true to the router.
+//!
+//! How an undocumented route fails: the served document is checked against the running
+//! server's route table (paths; see `auth_service::routes::openapi`), and
+//! `every_route_answers_as_documented` sends every method to every path of that table: a method
+//! the document does not list must get the router's fallback (`404 not_found`, "no such
+//! resource"), one it lists must not, and must answer a status and error code its operation
+//! documents.
+
+use actix_web::{test as actix_test, web, App, HttpResponse};
+use auth_service::routes::openapi::ApiDoc;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use shared::testing::conforms;
+use utoipa::OpenApi;
+
+use crate::helpers::{spawn_app, Backend, TestApp, PASSWORD};
+
+/// API.md's auth-service table and the common routes: (method, path, success status).
+const CONTRACT: &[(&str, &str, &str)] = &[
+    ("post", "/auth/register", "201"),
+    ("post", "/auth/login", "200"),
+    ("post", "/auth/refresh", "200"),
+    ("post", "/auth/logout", "204"),
+    ("post", "/auth/logout-all", "204"),
+    ("get", "/auth/me", "200"),
+    ("post", "/auth/password", "204"),
+    ("put", "/auth/users/{id}/roles", "200"),
+    ("post", "/auth/session", "204"),
+    ("delete", "/auth/session", "204"),
+    ("get", "/.well-known/jwks.json", "200"),
+    ("get", "/.well-known/openid-configuration", "200"),
+    ("get", "/healthz", "200"),
+    ("get", "/readyz", "200"),
+    ("get", "/metrics", "200"),
+    ("get", "/openapi.json", "200"),
+];
+
+const METHODS: [&str; 7] = ["get", "head", "post", "put", "patch", "delete", "options"];
+
+async fn served(app: &TestApp) -> Value {
+    let response = app.get("/openapi.json").await;
+    let status = response.status();
+    let content_type = response.headers()["content-type"].clone();
+    let body: Value = response.json().await.expect("JSON");
+    // A 500 here names the routes the document and the router disagree on.
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(content_type, "application/json");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_covers_the_contract() {
+    let app = spawn_app(Backend::Sqlite).await;
+
+    let doc = served(&app).await;
+
+    assert_eq!(doc, serde_json::to_value(ApiDoc::openapi()).unwrap());
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (method, path, success) in CONTRACT {
+        let operation = &doc["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+        assert!(
+            operation["responses"][success].is_object(),
+            "{method} {path}: no {success}"
+        );
+    }
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["access_token"]["scheme"], "bearer");
+    assert_eq!(schemes["refresh_token"]["scheme"], "bearer");
+    assert_eq!(schemes["access_cookie"]["name"], "access_token_cookie");
+    assert_eq!(schemes["refresh_cookie"]["name"], "refresh_token_cookie");
+    assert_eq!(schemes["csrf_header"]["name"], "X-CSRF-TOKEN");
+    assert_eq!(
+        doc["components"]["schemas"]["ErrorBody"]["properties"]["error"]["enum"]
+            .as_array()
+            .map(Vec::len),
+        Some(20)
+    );
+
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            let secured = operation["security"].is_array();
+            let unauthorized = responses.get("401").map(error_codes).unwrap_or_default();
+            assert_eq!(
+                secured,
+                unauthorized.contains(&"missing_token".to_owned()),
+                "{method} {path}: a token route documents missing_token, a public one does not"
+            );
+            if let Some(unauthorized) = responses.get("401") {
+                assert!(unauthorized["headers"]["WWW-Authenticate"].is_object());
+            }
+            if let Some(limited) = responses.get("429") {
+                assert!(limited["headers"]["Retry-After"].is_object());
+            }
+            for (status, response) in responses {
+                if status.starts_with(['4', '5']) {
+                    let codes = error_codes(response);
+                    assert!(!codes.is_empty(), "{method} {path} {status}: no codes");
+                }
+            }
+        }
+    }
+    // Headers the contract names.
+    let register = &doc["paths"]["/auth/register"]["post"]["responses"]["201"];
+    assert!(register["headers"]["Location"].is_object());
+    let session = &doc["paths"]["/auth/session"]["post"]["responses"]["204"];
+    assert!(session["headers"]["Set-Cookie"].is_object());
+    let jwks = &doc["paths"]["/.well-known/jwks.json"]["get"]["responses"]["200"];
+    assert!(jwks["headers"]["Cache-Control"].is_object());
+}
+
+/// The codes a documented error response allows.
+fn error_codes(response: &Value) -> Vec<String> {
+    response["content"]["application/json"]["schema"]["allOf"][1]["properties"]["error"]["enum"]
+        .as_array()
+        .map(|codes| {
+            codes
+                .iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The router's answer when no route takes the request.
+fn is_fallback(status: StatusCode, body: &Value, method: &str) -> bool {
+    if method == "head" {
+        return status == StatusCode::NOT_FOUND;
+    }
+    status == StatusCode::NOT_FOUND
+        && *body == json!({ "error": "not_found", "message": "no such resource" })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_as_documented() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let doc = served(&app).await;
+
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let url = app.url(&path.replace("{id}", &uuid::Uuid::new_v4().to_string()));
+        for method in METHODS {
+            let response = app
+                .client
+                .request(
+                    Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                    &url,
+                )
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let fallback = is_fallback(status, &body, method);
+            let Some(operation) = item.get(method) else {
+                assert!(
+                    fallback,
+                    "{method} {path} answers {status} {body} but is not documented"
+                );
+                continue;
+            };
+            assert!(!fallback, "{method} {path} is documented but not routed");
+            let documented = &operation["responses"][status.as_str()];
+            assert!(
+                documented.is_object(),
+                "{method} {path}: {status} is not documented"
+            );
+            if !status.is_success() {
+                let code = body["error"].as_str().unwrap_or_default().to_owned();
+                assert!(
+                    error_codes(documented).contains(&code),
+                    "{method} {path}: {status} {code} is not documented"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_match_their_schemas() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let doc = served(&app).await;
+    let check = |path: &str, method: &str, status: &str, body: &Value| {
+        let schema = &doc["paths"][path][method]["responses"][status]["content"]
+            ["application/json"]["schema"];
+        if let Err(problem) = conforms(&doc, schema, body) {
+            panic!("{method} {path} {status}: {problem} in {body}");
+        }
+    };
+
+    let registered = app.register("schema-user", PASSWORD).await;
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    check(
+        "/auth/register",
+        "post",
+        "201",
+        &registered.json().await.unwrap(),
+    );
+    let login = app.login("schema-user", PASSWORD).await;
+    let body: Value = login.json().await.unwrap();
+    check("/auth/login", "post", "200", &body);
+    let pair = tokens_of(&body);
+    check(
+        "/auth/me",
+        "get",
+        "200",
+        &app.me(&pair.0).await.json().await.unwrap(),
+    );
+    let refreshed: Value = app.refresh(&pair.1).await.json().await.unwrap();
+    check("/auth/refresh", "post", "200", &refreshed);
+    for path in [
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+        "/healthz",
+        "/readyz",
+    ] {
+        check(
+            path,
+            "get",
+            "200",
+            &app.get(path).await.json().await.unwrap(),
+        );
+    }
+    // Errors, with `fields`.
+    let invalid = app.register("x", "short").await;
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    check(
+        "/auth/register",
+        "post",
+        "422",
+        &invalid.json().await.unwrap(),
+    );
+    let wrong = app.login("schema-user", "wrong password").await;
+    check("/auth/login", "post", "401", &wrong.json().await.unwrap());
+}
+
+fn tokens_of(pair: &Value) -> (String, String) {
+    let field = |name: &str| pair[name].as_str().unwrap().to_owned();
+    (field("access_token"), field("refresh_token"))
+}
+
+/// The mechanism itself: a route added without documentation makes the document refuse to be
+/// served, wherever it is registered (here inside a scope, as auth-service's routes are).
+#[actix_web::test]
+async fn an_undocumented_route_is_detected() {
+    async fn hidden() -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+    let app = actix_test::init_service(
+        App::new().service(
+            web::scope("")
+                .configure(auth_service::routes::openapi::config)
+                .service(web::scope("/admin").route("/export/{id:\\d+}", web::get().to(hidden))),
+        ),
+    )
+    .await;
+
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get()
+            .uri("/openapi.json")
+            .to_request(),
+    )
+    .await;
+
+    assert_eq!(response.status(), 500);
+    let body: Value = actix_test::read_body_json(response).await;
+    assert_eq!(body["error"], "internal");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("route /admin/export/{id} is registered but not documented"),
+        "{message}"
+    );
+    assert!(message.contains("path /auth/login is documented but not registered"));
+}
+
+#[actix_web::test]
+async fn the_route_table_is_read_with_scopes_and_constraints() {
+    async fn paths(req: actix_web::HttpRequest) -> HttpResponse {
+        let found = shared::openapi::registered_paths(req.resource_map());
+        HttpResponse::Ok().json(found)
+    }
+    let app = actix_test::init_service(
+        App::new()
+            .route("/paths", web::get().to(paths))
+            .service(
+                web::scope("")
+                    .route("/a", web::post().to(paths))
+                    .route("/a", web::get().to(paths))
+                    .service(
+                        web::scope("/admin").route("/export/{id:\\d{3}}", web::get().to(paths)),
+                    ),
+            )
+            .service(web::resource("/books/{id}").route(web::get().to(paths))),
+    )
+    .await;
+
+    let found: Vec<String> = actix_test::call_and_read_body_json(
+        &app,
+        actix_test::TestRequest::get().uri("/paths").to_request(),
+    )
+    .await;
+
+    assert_eq!(found, ["/a", "/admin/export/{id}", "/books/{id}", "/paths"]);
+}

@@ -1,0 +1,485 @@
+//! `authbooks`: the command-line client of the platform, over `shared::client`. See `USAGE` in
+//! `args.rs` (printed by `authbooks --help`) for the commands, files and exit codes.
+
+// A binary's modules sit beside its root, so point them into its own folder.
+#[path = "authbooks/args.rs"]
+mod args;
+#[path = "authbooks/output.rs"]
+mod output;
+#[path = "authbooks/store.rs"]
+mod store;
+#[path = "authbooks/terminal.rs"]
+mod terminal;
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use shared::client::{BookInput, Client, Error, SessionEnd};
+
+use args::{Cli, Command, UsageError, USAGE};
+use store::{Saved, TokenStore};
+use terminal::Progress;
+
+/// The exit codes of `USAGE`; scripts rely on them, so they never change meaning.
+mod exit {
+    pub const OTHER: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const AUTH: u8 = 3;
+    pub const NOT_FOUND: u8 = 4;
+    pub const CONFLICT: u8 = 5;
+    pub const FORBIDDEN: u8 = 6;
+    pub const INVALID: u8 = 7;
+    pub const UNAVAILABLE: u8 = 8;
+}
+
+const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+fn main() -> ExitCode {
+    let raw: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect();
+    let json_errors = raw
+        .as_ref()
+        .is_ok_and(|args| args.iter().any(|a| a == "--json"));
+    let outcome = match raw {
+        Err(_) => Err(Failure::usage("arguments must be valid UTF-8")),
+        Ok(raw) => match args::parse(raw) {
+            Err(UsageError(message)) => Err(Failure::usage(message)),
+            Ok(cli) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::other(format!("cannot start: {e}")))
+                .and_then(|runtime| runtime.block_on(run(cli))),
+        },
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            failure.report(json_errors);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let Cli { url, json, command } = cli;
+    if command == Command::Help {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    let store = TokenStore::locate().map_err(Failure::other)?;
+    match command {
+        Command::Login { username } => login(&store, url, username, json).await,
+        Command::Register { username } => register(url, username, json).await,
+        Command::Logout { all } => logout(&store, url, all, json).await,
+        command => {
+            let (client, saved) = logged_in(&store, url)?;
+            let result = authenticated(&client, command, json).await;
+            persist(&store, &client, saved, result.as_ref().err())?;
+            result.map_err(Failure::from)
+        }
+    }
+}
+
+/// `--url`, else `$AUTHBOOKS_URL`, else the stored login's URL, else the local stack.
+fn base_url(flag: Option<String>, stored: Option<&str>) -> String {
+    flag.or_else(|| {
+        std::env::var("AUTHBOOKS_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+    })
+    .or_else(|| stored.map(str::to_owned))
+    .unwrap_or_else(|| DEFAULT_URL.to_owned())
+}
+
+/// A client carrying the stored session, which must belong to the URL in use.
+fn logged_in(store: &TokenStore, url: Option<String>) -> Result<(Client, Saved), Failure> {
+    let saved = store
+        .load()
+        .map_err(Failure::other)?
+        .ok_or(Failure::from(Error::LoggedOut(SessionEnd::NotLoggedIn)))?;
+    let client = Client::new(&base_url(url, Some(&saved.url)))?;
+    if client.base_url() != saved.url {
+        return Err(Failure {
+            message: format!(
+                "not logged in at {}: the stored login is for {}",
+                client.base_url(),
+                saved.url
+            ),
+            ..Failure::from(Error::LoggedOut(SessionEnd::NotLoggedIn))
+        });
+    }
+    Ok((client.with_session(saved.session.clone()), saved))
+}
+
+/// Stores what the command did to the session: a refreshed pair, or none when it ended.
+fn persist(
+    store: &TokenStore,
+    client: &Client,
+    saved: Saved,
+    error: Option<&Error>,
+) -> Result<(), Failure> {
+    let written = match client.session() {
+        // The server ended the session without telling the client's refresh logic.
+        _ if matches!(error, Some(Error::TokenRevoked(_))) => store.delete(),
+        Some(session) if session == saved.session => Ok(()),
+        Some(session) => store.save(&Saved { session, ..saved }),
+        None => store.delete(),
+    };
+    match (written, error) {
+        (Ok(()), _) => Ok(()),
+        // The command's own error matters more; still say the tokens were not stored.
+        (Err(problem), Some(_)) => {
+            eprintln!("authbooks: {problem}");
+            Ok(())
+        }
+        (Err(problem), None) => Err(Failure::other(problem)),
+    }
+}
+
+async fn login(
+    store: &TokenStore,
+    url: Option<String>,
+    username: Option<String>,
+    json: bool,
+) -> Result<(), Failure> {
+    // A damaged file is about to be replaced, so only its URL is of interest.
+    let previous = store.load().ok().flatten();
+    let client = Client::new(&base_url(url, previous.as_ref().map(|s| s.url.as_str())))?;
+    let username = username_from(username, "login")?;
+    let password =
+        terminal::read_password(&format!("Password for {username}: ")).map_err(Failure::input)?;
+    {
+        let _progress = Progress::start("logging in…");
+        client.login(&username, &password).await?;
+    }
+    let Some(session) = client.session() else {
+        return Err(Failure::from(Error::LoggedOut(SessionEnd::NotLoggedIn)));
+    };
+    let saved = Saved {
+        url: client.base_url().to_owned(),
+        username: username.clone(),
+        session,
+    };
+    store.save(&saved).map_err(Failure::other)?;
+    let me = client.me().await;
+    if let Ok(user) = &me {
+        let canonical = Saved {
+            username: user.username.clone(),
+            ..saved.clone()
+        };
+        persist(store, &client, canonical, None)?;
+    } else {
+        persist(store, &client, saved, me.as_ref().err())?;
+    }
+    let user = me?;
+    if json {
+        output::json(&user);
+    } else {
+        let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+        println!(
+            "Logged in to {} as {} (roles: {}).",
+            client.base_url(),
+            output::clean(&user.username),
+            roles.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn register(
+    url: Option<String>,
+    username: Option<String>,
+    json: bool,
+) -> Result<(), Failure> {
+    let client = Client::new(&base_url(url, None))?;
+    let username = username_from(username, "register")?;
+    let password = terminal::read_password(&format!("New password for {username}: "))
+        .map_err(Failure::input)?;
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let again = terminal::read_password("Repeat it: ").map_err(Failure::input)?;
+        if again != password {
+            return Err(Failure::usage("the passwords differ"));
+        }
+    }
+    let user = {
+        let _progress = Progress::start("creating the account…");
+        client.register(&username, &password).await?
+    };
+    if json {
+        output::json(&user);
+    } else {
+        println!(
+            "Registered {} (id {}). Log in with: authbooks login {}",
+            output::clean(&user.username),
+            output::clean(&user.id),
+            output::clean(&user.username)
+        );
+    }
+    Ok(())
+}
+
+fn username_from(given: Option<String>, command: &str) -> Result<String, Failure> {
+    let name = match given {
+        Some(name) => name,
+        None => terminal::prompt("Username: ")
+            .map_err(Failure::input)?
+            .ok_or_else(|| {
+                Failure::usage(format!(
+                    "{command} needs a USERNAME when stdin is not a terminal"
+                ))
+            })?,
+    };
+    let name = name.trim().to_owned();
+    if name.is_empty() {
+        return Err(Failure::usage(format!("{command} needs a USERNAME")));
+    }
+    Ok(name)
+}
+
+async fn logout(
+    store: &TokenStore,
+    url: Option<String>,
+    all: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let stored = match store.load() {
+        Ok(stored) => stored,
+        Err(problem) => {
+            eprintln!("authbooks: {problem}; deleting it");
+            store.delete().map_err(Failure::other)?;
+            None
+        }
+    };
+    if stored.is_none() {
+        if json {
+            output::json(&serde_json::json!({ "logged_out": true, "was_logged_in": false }));
+        } else {
+            println!("Not logged in.");
+        }
+        return Ok(());
+    }
+    let (client, saved) = logged_in(store, url)?;
+    let result = if all {
+        client.logout_all().await
+    } else {
+        client.logout().await
+    };
+    persist(store, &client, saved, result.as_ref().err())?;
+    result?;
+    if json {
+        output::json(&serde_json::json!({ "logged_out": true, "was_logged_in": true }));
+    } else if all {
+        println!("Logged out everywhere.");
+    } else {
+        println!("Logged out.");
+    }
+    Ok(())
+}
+
+/// The commands that need the stored session.
+async fn authenticated(client: &Client, command: Command, json: bool) -> Result<(), Error> {
+    let books = client.books();
+    match command {
+        Command::Whoami => {
+            let user = client.me().await?;
+            if json {
+                output::json(&user);
+            } else {
+                output::user(&user);
+                println!("  server:  {}", client.base_url());
+            }
+        }
+        Command::BooksList { query, all } => {
+            let (items, next_cursor) = if all {
+                (books.list_all(&query).await?, None)
+            } else {
+                let page = books.list(&query).await?;
+                (page.items, page.next_cursor)
+            };
+            if json {
+                output::json(&serde_json::json!({ "items": items, "next_cursor": next_cursor }));
+            } else {
+                output::books(&items);
+                if let Some(cursor) = next_cursor {
+                    eprintln!("More: authbooks books list --cursor {cursor} (or --all)");
+                }
+            }
+        }
+        Command::BooksGet { id } => show_book(&books.get(&id).await?, json, None),
+        Command::BooksAdd { book } => show_book(&books.create(&book).await?, json, Some("Added")),
+        Command::BooksEdit {
+            id,
+            changes,
+            if_match,
+        } => {
+            let current = books.get(&id).await?;
+            let mut book = BookInput::from(&current);
+            changes.apply(&mut book);
+            // Someone else's write between our read and this one is refused, not overwritten.
+            let version = if_match.unwrap_or(current.version);
+            let saved = books.replace(&id, &book, Some(version)).await?;
+            show_book(&saved, json, Some("Saved"));
+        }
+        Command::BooksRm { id, if_match } => {
+            books.delete(&id, if_match).await?;
+            if json {
+                output::json(&serde_json::json!({ "deleted": id }));
+            } else {
+                println!("Deleted {}.", output::clean(&id));
+            }
+        }
+        Command::AdminRoles { user_id, roles } => {
+            let user = client.set_roles(&user_id, &roles).await?;
+            if json {
+                output::json(&user);
+            } else {
+                let names: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+                println!(
+                    "{} now has the roles {}; their sessions were ended.",
+                    output::clean(&user.username),
+                    names.join(", ")
+                );
+            }
+        }
+        // Dispatched in `run` before a session is loaded.
+        Command::Help
+        | Command::Login { .. }
+        | Command::Register { .. }
+        | Command::Logout { .. } => print!("{USAGE}"),
+    }
+    Ok(())
+}
+
+fn show_book(book: &shared::client::Book, json: bool, done: Option<&str>) {
+    if json {
+        output::json(book);
+        return;
+    }
+    if let Some(done) = done {
+        println!("{done}:");
+    }
+    output::book(book);
+}
+
+/// A failed command: its exit code and what to tell the user.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    /// A stable snake_case name: the API's error code, `logged_out`, `usage`, ...
+    error: &'static str,
+    message: String,
+    fields: BTreeMap<String, String>,
+    reason: Option<&'static str>,
+    hint: Option<String>,
+}
+
+impl Failure {
+    fn new(code: u8, error: &'static str, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            error,
+            message: message.into(),
+            fields: BTreeMap::new(),
+            reason: None,
+            hint: None,
+        }
+    }
+
+    fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            hint: Some("see `authbooks --help`".into()),
+            ..Failure::new(exit::USAGE, "usage", message)
+        }
+    }
+
+    fn other(message: impl Into<String>) -> Self {
+        Failure::new(exit::OTHER, "local", message)
+    }
+
+    /// Reading the terminal or stdin failed; no input at all is a usage error.
+    fn input(err: std::io::Error) -> Self {
+        if err.kind() == std::io::ErrorKind::UnexpectedEof {
+            Failure::usage(format!("{err}: pipe the password in, or run in a terminal"))
+        } else {
+            Failure::other(format!("cannot read the input: {err}"))
+        }
+    }
+
+    fn report(&self, json: bool) {
+        if json {
+            let mut body = serde_json::json!({ "error": self.error, "message": self.message });
+            if !self.fields.is_empty() {
+                body["fields"] = serde_json::json!(self.fields);
+            }
+            if let Some(reason) = self.reason {
+                body["reason"] = reason.into();
+            }
+            eprintln!("{body}");
+            return;
+        }
+        eprintln!("authbooks: {}", output::clean(&self.message));
+        for (field, problem) in &self.fields {
+            eprintln!("  {}: {}", output::clean(field), output::clean(problem));
+        }
+        if let Some(hint) = &self.hint {
+            eprintln!("  ({hint})");
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        const LOG_IN: &str = "run `authbooks login`";
+        let (code, hint) = match &err {
+            Error::LoggedOut(_)
+            | Error::TokenExpired(_)
+            | Error::TokenRevoked(_)
+            | Error::InvalidToken(_)
+            | Error::MissingToken(_)
+            | Error::WrongTokenType(_)
+            | Error::RefreshTokenReused(_) => (exit::AUTH, Some(LOG_IN.to_owned())),
+            Error::InvalidCredentials(_) => (exit::AUTH, None),
+            Error::FreshTokenRequired(_) => (
+                exit::AUTH,
+                Some("this needs a password login, not a refreshed session: run `authbooks login` and try again".into()),
+            ),
+            Error::NotFound(_) => (exit::NOT_FOUND, None),
+            Error::Conflict(_) => (exit::CONFLICT, None),
+            Error::PreconditionFailed(_) => (
+                exit::CONFLICT,
+                Some("someone changed it since it was read: get it again, then retry".into()),
+            ),
+            Error::InsufficientRole(_) | Error::CsrfFailed(_) => (exit::FORBIDDEN, None),
+            Error::BadRequest(_) | Error::PayloadTooLarge(_) | Error::ValidationFailed { .. } => {
+                (exit::INVALID, None)
+            }
+            Error::RateLimited { retry_after, .. } => (
+                exit::UNAVAILABLE,
+                retry_after.map(|s| format!("try again in {s} s")),
+            ),
+            Error::Transport(_) | Error::Unavailable(_) => {
+                (exit::UNAVAILABLE, Some("try again later".into()))
+            }
+            Error::InvalidUrl(_) => (exit::USAGE, None),
+            Error::Internal(_) | Error::MethodNotAllowed(_) | Error::Unexpected { .. } => {
+                (exit::OTHER, None)
+            }
+        };
+        Failure {
+            code,
+            error: err.kind(),
+            message: err.to_string(),
+            fields: match &err {
+                Error::ValidationFailed { fields, .. } => fields.clone(),
+                _ => BTreeMap::new(),
+            },
+            reason: match &err {
+                Error::LoggedOut(end) => Some(end.as_str()),
+                _ => None,
+            },
+            hint,
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The command line, parsed by hand: global options anywhere, then a command and its options.
+
+use std::collections::BTreeMap;
+
+use shared::client::{BookInput, BookQuery};
+use shared::Role;
+
+pub const USAGE: &str = "\
+authbooks: the command-line client of the authbooks platform
+
+Usage: authbooks [--url URL] [--json] COMMAND [ARGS]
+
+Commands:
+  login [USERNAME]      log in; the password is read without echo, or as one line from stdin
+  register [USERNAME]   create an account (role user); does not log in
+  logout [--all]        end this session on the server (--all: every session of the user)
+  whoami                the logged-in user
+  books list [--author NAME] [--search TEXT] [--limit N] [--cursor CURSOR] [--all]
+                        one page of books (--all: every page)
+  books get ID
+  books add --title TITLE --author AUTHOR [--isbn ISBN] [--year YEAR]
+  books edit ID [--title TITLE] [--author AUTHOR] [--isbn ISBN] [--year YEAR] [--if-match VERSION]
+                        change the given fields ('' clears --isbn or --year); refused if the
+                        book changed since it was read, or is not at VERSION
+  books rm ID [--if-match VERSION]
+                        delete (admin, and a password login: a refreshed session is not enough)
+  admin roles USER_ID ROLE...
+                        set a user's roles: user, editor, admin (admin, password login)
+
+Options:
+  --url URL   the platform's gateway; default $AUTHBOOKS_URL, else the URL of the stored
+              login, else http://127.0.0.1:8080
+  --json      machine-readable JSON on stdout; errors as {\"error\", \"message\"} on stderr
+  -h, --help  this text
+
+Tokens are stored in $AUTHBOOKS_CONFIG_DIR/tokens.json if set, else
+$XDG_CONFIG_HOME/authbooks/tokens.json, else ~/.config/authbooks/tokens.json (mode 0600).
+Expired access tokens are refreshed automatically.
+
+Exit codes:
+  0  success
+  1  any other error (a server error, an unexpected answer, a local file problem)
+  2  usage: bad arguments
+  3  not logged in, session ended, wrong credentials, or a fresh password login needed
+  4  not found
+  5  conflict: already exists (409), or changed since read (412)
+  6  forbidden: your roles do not allow it
+  7  invalid input, refused by the server (400, 413, 422)
+  8  the server is unreachable, unavailable, or rate limiting: try again later
+";
+
+/// What the user asked for.
+#[derive(Debug, PartialEq)]
+pub struct Cli {
+    pub url: Option<String>,
+    pub json: bool,
+    pub command: Command,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    Help,
+    Login {
+        username: Option<String>,
+    },
+    Register {
+        username: Option<String>,
+    },
+    Logout {
+        all: bool,
+    },
+    Whoami,
+    BooksList {
+        query: BookQuery,
+        all: bool,
+    },
+    BooksGet {
+        id: String,
+    },
+    BooksAdd {
+        book: BookInput,
+    },
+    BooksEdit {
+        id: String,
+        changes: BookChanges,
+        if_match: Option<i64>,
+    },
+    BooksRm {
+        id: String,
+        if_match: Option<i64>,
+    },
+    AdminRoles {
+        user_id: String,
+        roles: Vec<Role>,
+    },
+}
+
+/// The fields `books edit` changes; `Some(None)` clears an optional field.
+#[derive(Debug, Default, PartialEq)]
+pub struct BookChanges {
+    pub title: Option<String>,
+    pub author: Option<String>,
+    pub isbn: Option<Option<String>>,
+    pub published_year: Option<Option<i32>>,
+}
+
+impl BookChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == BookChanges::default()
+    }
+
+    pub fn apply(self, book: &mut BookInput) {
+        if let Some(title) = self.title {
+            book.title = title;
+        }
+        if let Some(author) = self.author {
+            book.author = author;
+        }
+        if let Some(isbn) = self.isbn {
+            book.isbn = isbn;
+        }
+        if let Some(year) = self.published_year {
+            book.published_year = year;
+        }
+    }
+}
+
+/// A usage error: the message, shown with a pointer to `--help`.
+#[derive(Debug, PartialEq)]
+pub struct UsageError(pub String);
+
+/// Options that take a value; every other `--name` is a flag.
+const VALUE_OPTIONS: [&str; 9] = [
+    "url", "title", "author", "isbn", "year", "if-match", "limit", "cursor", "search",
+];
+
+/// The words and options after the program name, split up.
+#[derive(Default)]
+struct Words {
+    positional: Vec<String>,
+    options: BTreeMap<String, String>,
+    flags: Vec<String>,
+}
+
+fn split(args: Vec<String>) -> Result<Words, UsageError> {
+    let mut words = Words::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            words.positional.extend(args.by_ref());
+            break;
+        }
+        if arg == "-h" {
+            words.flags.push("help".into());
+            continue;
+        }
+        let Some(option) = arg.strip_prefix("--") else {
+            words.positional.push(arg);
+            continue;
+        };
+        let (name, inline) = match option.split_once('=') {
+            Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+            None => (option.to_owned(), None),
+        };
+        if VALUE_OPTIONS.contains(&name.as_str()) {
+            let value = match inline {
+                Some(value) => value,
+                None => args
+                    .next()
+                    .ok_or_else(|| UsageError(format!("--{name} needs a value")))?,
+            };
+            if words.options.insert(name.clone(), value).is_some() {
+                return Err(UsageError(format!("--{name} given twice")));
+            }
+        } else if inline.is_some() {
+            return Err(UsageError(format!("--{name} takes no value")));
+        } else {
+            words.flags.push(name);
+        }
+    }
+    Ok(words)
+}
+
+impl Words {
+    /// Refuses any option the command does not know.
+    fn allow(&self, command: &str, options: &[&str], flags: &[&str]) -> Result<(), UsageError> {
+        if let Some(name) = self.options.keys().find(|n| !options.contains(&n.as_str())) {
+            return Err(UsageError(format!("{command}: unknown option --{name}")));
+        }
+        if let Some(name) = self.flags.iter().find(|n| !flags.contains(&n.as_str())) {
+            return Err(UsageError(format!("{command}: unknown option --{name}")));
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        self.options.remove(name)
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|f| f == name)
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: Vec<String>) -> Result<Cli, UsageError> {
+    let mut words = split(args)?;
+    let url = words.take("url");
+    let json = words.flag("json");
+    words.flags.retain(|f| f != "json");
+    if words.flag("help") || words.positional.is_empty() {
+        return Ok(Cli {
+            url,
+            json,
+            command: Command::Help,
+        });
+    }
+    let positional = std::mem::take(&mut words.positional);
+    let words_ref: Vec<&str> = positional.iter().map(String::as_str).collect();
+    let command = match words_ref.as_slice() {
+        ["login", rest @ ..] => Command::Login {
+            username: one_optional("login", rest, &words)?,
+        },
+        ["register", rest @ ..] => Command::Register {
+            username: one_optional("register", rest, &words)?,
+        },
+        ["logout"] => {
+            words.allow("logout", &[], &["all"])?;
+            Command::Logout {
+                all: words.flag("all"),
+            }
+        }
+        ["whoami"] => {
+            words.allow("whoami", &[], &[])?;
+            Command::Whoami
+        }
+        ["books", "list"] => books_list(words)?,
+        ["books", "get", id] => {
+            words.allow("books get", &[], &[])?;
+            Command::BooksGet {
+                id: (*id).to_owned(),
+            }
+        }
+        ["books", "add"] => books_add(words)?,
+        ["books", "edit", id] => books_edit(id, words)?,
+        ["books", "rm", id] => {
+            words.allow("books rm", &["if-match"], &[])?;
+            Command::BooksRm {
+                id: (*id).to_owned(),
+                if_match: version(words.take("if-match"))?,
+            }
+        }
+        ["admin", "roles", user_id, roles @ ..] if !roles.is_empty() => {
+            words.allow("admin roles", &[], &[])?;
+            Command::AdminRoles {
+                user_id: (*user_id).to_owned(),
+                roles: roles
+                    .iter()
+                    .map(|r| {
+                        Role::parse(r).ok_or_else(|| {
+                            UsageError(format!(
+                                "unknown role {r:?}: expected user, editor or admin"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            }
+        }
+        ["books", ..] => return Err(UsageError(
+            "expected `books list`, `books get ID`, `books add`, `books edit ID` or `books rm ID`"
+                .into(),
+        )),
+        ["admin", ..] => return Err(UsageError("expected `admin roles USER_ID ROLE...`".into())),
+        [other, ..] => return Err(UsageError(format!("unknown command {other:?}"))),
+        [] => Command::Help,
+    };
+    Ok(Cli { url, json, command })
+}
+
+fn one_optional(command: &str, rest: &[&str], words: &Words) -> Result<Option<String>, UsageError> {
+    words.allow(command, &[], &[])?;
+    match rest {
+        [] => Ok(None),
+        [name] => Ok(Some((*name).to_owned())),
+        _ => Err(UsageError(format!("{command} takes one USERNAME"))),
+    }
+}
+
+fn books_list(mut words: Words) -> Result<Command, UsageError> {
+    words.allow(
+        "books list",
+        &["author", "search", "limit", "cursor"],
+        &["all"],
+    )?;
+    let limit = match words.take("limit") {
+        None => None,
+        Some(raw) => Some(
+            raw.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| UsageError(format!("--limit: expected 1 to 100, got {raw:?}")))?,
+        ),
+    };
+    Ok(Command::BooksList {
+        all: words.flag("all"),
+        query: BookQuery {
+            limit,
+            cursor: words.take("cursor"),
+            author: words.take("author"),
+            q: words.take("search"),
+        },
+    })
+}
+
+fn books_add(mut words: Words) -> Result<Command, UsageError> {
+    words.allow("books add", &["title", "author", "isbn", "year"], &[])?;
+    let (Some(title), Some(author)) = (words.take("title"), words.take("author")) else {
+        return Err(UsageError("books add needs --title and --author".into()));
+    };
+    Ok(Command::BooksAdd {
+        book: BookInput {
+            title,
+            author,
+            isbn: words.take("isbn").filter(|i| !i.is_empty()),
+            published_year: year(words.take("year"))?.flatten(),
+        },
+    })
+}
+
+fn books_edit(id: &str, mut words: Words) -> Result<Command, UsageError> {
+    words.allow(
+        "books edit",
+        &["title", "author", "isbn", "year", "if-match"],
+        &[],
+    )?;
+    let changes = BookChanges {
+        title: words.take("title"),
+        author: words.take("author"),
+        isbn: words
+            .take("isbn")
+            .map(|isbn| Some(isbn).filter(|i| !i.is_empty())),
+        published_year: year(words.take("year"))?,
+    };
+    if changes.is_empty() {
+        return Err(UsageError(
+            "books edit: nothing to change (give --title, --author, --isbn or --year)".into(),
+        ));
+    }
+    Ok(Command::BooksEdit {
+        id: id.to_owned(),
+        changes,
+        if_match: version(words.take("if-match"))?,
+    })
+}
+
+/// `--year`: a number, or '' to clear it.
+fn year(raw: Option<String>) -> Result<Option<Option<i32>>, UsageError> {
+    match raw.as_deref() {
+        None => Ok(None),
+        Some("") => Ok(Some(None)),
+        Some(raw) => raw
+            .parse()
+            .map(|y| Some(Some(y)))
+            .map_err(|_| UsageError(format!("--year: expected a year, got {raw:?}"))),
+    }
+}
+
+/// `--if-match`: a book's version (its ETag, with or without the quotes).
+fn version(raw: Option<String>) -> Result<Option<i64>, UsageError> {
+    raw.map(|raw| {
+        raw.trim_matches('"').parse().map_err(|_| {
+            UsageError(format!(
+                "--if-match: expected a version number, got {raw:?}"
+            ))
+        })
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(line: &str) -> Result<Cli, UsageError> {
+        parse(line.split_whitespace().map(str::to_owned).collect())
+    }
+
+    #[test]
+    fn global_options_may_come_anywhere() {
+        let parsed = cli("books list --json --url http://h:1 --limit 5").expect("valid");
+        assert!(parsed.json);
+        assert_eq!(parsed.url.as_deref(), Some("http://h:1"));
+        assert_eq!(
+            parsed.command,
+            Command::BooksList {
+                query: BookQuery {
+                    limit: Some(5),
+                    ..BookQuery::default()
+                },
+                all: false
+            }
+        );
+    }
+
+    #[test]
+    fn edit_takes_changes_and_empty_values_clear() {
+        let parsed = parse(
+            [
+                "books",
+                "edit",
+                "id1",
+                "--isbn=",
+                "--year",
+                "1965",
+                "--if-match",
+                "\"3\"",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        )
+        .expect("valid");
+        assert_eq!(
+            parsed.command,
+            Command::BooksEdit {
+                id: "id1".into(),
+                changes: BookChanges {
+                    isbn: Some(None),
+                    published_year: Some(Some(1965)),
+                    ..BookChanges::default()
+                },
+                if_match: Some(3),
+            }
+        );
+    }
+
+    #[test]
+    fn mistakes_are_usage_errors() {
+        for line in [
+            "books add --title Dune",
+            "books edit id1",
+            "books list --limit 0",
+            "books list --colour red",
+            "admin roles u1 wizard",
+            "admin roles u1",
+            "frobnicate",
+            "login a b",
+            "books add --title",
+            "whoami --all",
+        ] {
+            assert!(cli(line).is_err(), "{line}");
+        }
+    }
+
+    #[test]
+    fn no_command_or_help_prints_usage() {
+        assert_eq!(cli("").expect("valid").command, Command::Help);
+        assert_eq!(cli("books add -h").expect("valid").command, Command::Help);
+    }
+}
