@@ -79,19 +79,55 @@ fn is_outdated(parsed: &PasswordHash<'_>) -> bool {
     }
 }
 
-/// Runs argon2 work on the blocking pool, at most one computation per core at a time: more in
-/// parallel would only add memory (19 MiB each) and queueing inside the OS instead of here.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A fixed pool of one thread per core for argon2. More hashes in parallel than cores only add
+/// memory (19 MiB each) and queueing inside the OS; and on tokio's large blocking pool each new
+/// thread's malloc arena would keep its own 19 MiB, so memory grew with the number of threads
+/// that had ever hashed (over 1 GB under a login flood, measured).
+fn argon2_pool() -> &'static tokio::sync::mpsc::Sender<Job> {
+    static POOL: OnceLock<tokio::sync::mpsc::Sender<Job>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Waiting jobs are small closures; the bound gives backpressure to the callers.
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Job>(1024);
+        let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
+        for n in 0..cores {
+            let receiver = receiver.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || loop {
+                    let job = receiver
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .blocking_recv();
+                    match job {
+                        Some(job) => job(),
+                        None => return,
+                    }
+                });
+            if let Err(err) = spawned {
+                tracing::error!(error = %err, "could not start an argon2 worker thread");
+            }
+        }
+        sender
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the argon2 worker pool is gone")]
+pub struct PoolGone;
+
+/// Runs argon2 work on the dedicated pool and waits for it without blocking the async worker.
 pub async fn run<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, tokio::task::JoinError> {
-    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
-    let permits = PERMITS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        tokio::sync::Semaphore::new(cores)
+) -> Result<T, PoolGone> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = done.send(work());
     });
-    // The semaphore is never closed, so acquiring cannot fail.
-    let _permit = permits.acquire().await;
-    tokio::task::spawn_blocking(work).await
+    argon2_pool().send(job).await.map_err(|_| PoolGone)?;
+    result.await.map_err(|_| PoolGone)
 }
 
 /// Warms the dummy hash so the first unknown-user login is not slower than the rest.

@@ -269,19 +269,21 @@ async fn refresh(
         state.metrics.inc("auth_refresh_reuse_total");
         return Err(TokenError::RefreshReused.into());
     }
-    // Roles are read again so a change applies at the next refresh.
-    let user = state
-        .users
-        .by_id(claims.sub.clone())
-        .await?
-        .ok_or(TokenError::Invalid("the user no longer exists"))?;
+    // The identity and roles come from the refresh token, without a database read: a role or
+    // password change revokes every token issued before it, so a token that got this far
+    // carries the user's current roles.
+    let subject = Subject {
+        id: &claims.sub,
+        username: &claims.username,
+        roles: &claims.roles,
+    };
     let family = claims
         .fam
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let pair = state
         .tokens
-        .issue_pair(&subject(&user), false, &family, claims.csrf.clone())?;
+        .issue_pair(&subject, false, &family, claims.csrf.clone())?;
     let answer =
         serde_json::to_string(&pair.body).map_err(|e| AuthError::Unexpected(e.to_string()))?;
     if !state.refresh_grace.is_zero() {
