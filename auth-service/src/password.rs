@@ -88,6 +88,7 @@ type Job = Box<dyn FnOnce() + Send>;
 fn argon2_pool() -> &'static tokio::sync::mpsc::Sender<Job> {
     static POOL: OnceLock<tokio::sync::mpsc::Sender<Job>> = OnceLock::new();
     POOL.get_or_init(|| {
+        keep_big_allocations_out_of_the_heap();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         // Waiting jobs are small closures; the bound gives backpressure to the callers.
         let (sender, receiver) = tokio::sync::mpsc::channel::<Job>(1024);
@@ -96,14 +97,17 @@ fn argon2_pool() -> &'static tokio::sync::mpsc::Sender<Job> {
             let receiver = receiver.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || loop {
-                    let job = receiver
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .blocking_recv();
-                    match job {
-                        Some(job) => job(),
-                        None => return,
+                .spawn(move || {
+                    lower_this_threads_priority();
+                    loop {
+                        let job = receiver
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .blocking_recv();
+                        match job {
+                            Some(job) => job(),
+                            None => return,
+                        }
                     }
                 });
             if let Err(err) = spawned {
@@ -112,6 +116,28 @@ fn argon2_pool() -> &'static tokio::sync::mpsc::Sender<Job> {
         }
         sender
     })
+}
+
+/// glibc raises its mmap threshold after the first large free, after which each 19 MiB argon2
+/// block comes from (and stays in) a heap arena. A fixed threshold keeps those blocks in mmap, so
+/// they go back to the OS as soon as a hash is done.
+fn keep_big_allocations_out_of_the_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; it is called before the workers start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
+/// Password hashing runs at a lower CPU priority than request handling (nice +10 on this thread
+/// only), so a login flood takes the CPU that reads leave unused instead of starving them.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread; failure only leaves the priority unchanged.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
