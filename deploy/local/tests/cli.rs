@@ -1,10 +1,12 @@
 //! The built `authbooks` binary against a running local stack, as a script would use it:
 //! `--json` output parsed here, exit codes checked, the token file inspected.
 
-use std::io::{BufRead, BufReader, Write};
+mod support;
+
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -13,70 +15,23 @@ use serde_json::Value;
 struct Stack {
     url: String,
     admin_password: String,
-    child: Child,
+    _process: support::Process,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts `authbooks-local` on a free port with a fresh data directory and `settings`, and
 /// waits until it is ready.
 async fn start(settings: &[(&str, &str)]) -> Stack {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_authbooks-local"));
-    for name in [
-        "DATABASE_URL",
-        "REDIS_URL",
-        "AUTH_BOOTSTRAP_ADMIN_USERNAME",
-        "AUTH_BOOTSTRAP_ADMIN_PASSWORD",
-    ] {
-        command.env_remove(name);
-    }
-    let mut child = command
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("AUTHBOOKS_DATA_DIR", dir.path())
-        .env("HTTP_WORKERS", "2")
-        .envs(settings.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("authbooks-local starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut url, mut admin_password) = (None, None);
-    for line in lines.by_ref() {
-        let line = line.expect("banner line");
-        if let Some(rest) = line.strip_prefix("authbooks is running at ") {
-            url = rest.split_whitespace().next().map(str::to_owned);
-        }
-        if let Some(pw) = line.strip_prefix("First start: created user 'admin' with password ") {
-            admin_password = Some(pw.to_owned());
-        }
-        if line.starts_with("Try:") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    let stack = Stack {
-        url: url.expect("the banner names the URL"),
-        admin_password: admin_password.expect("the banner names the admin password"),
-        child,
+    let stack = support::LocalStack::start(dir.path(), "127.0.0.1:0", settings).await;
+    Stack {
+        url: stack.url,
+        admin_password: stack
+            .admin_password
+            .expect("a first start creates the admin"),
+        _process: stack.process,
         _dir: dir,
-    };
-    let http = reqwest::Client::new();
-    for _ in 0..300 {
-        let ready = http.get(format!("{}/readyz", stack.url)).send().await;
-        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-            return stack;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the stack did not become ready");
 }
 
 /// One user's `authbooks`: its own config directory (and so its own token file).

@@ -1,8 +1,8 @@
 //! `shared::client` against the real platform: the local stack binary on a free port, with
 //! short-lived tokens where a test needs them to expire.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,75 +16,23 @@ use shared::Role;
 struct Stack {
     url: String,
     admin_password: String,
-    child: Child,
+    _process: support::Process,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts `authbooks-local` on a free port with a fresh data directory and `settings`, and
 /// waits until it is ready.
 async fn start(settings: &[(&str, &str)]) -> Stack {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_authbooks-local"));
-    for name in [
-        "DATABASE_URL",
-        "REDIS_URL",
-        "AUTH_BOOTSTRAP_ADMIN_USERNAME",
-        "AUTH_BOOTSTRAP_ADMIN_PASSWORD",
-    ] {
-        command.env_remove(name);
-    }
-    let mut child = command
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("AUTHBOOKS_DATA_DIR", dir.path())
-        .env("HTTP_WORKERS", "2")
-        .envs(settings.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(if std::env::var("TEST_LOG").is_ok() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .spawn()
-        .expect("authbooks-local starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut url, mut admin_password) = (None, None);
-    for line in lines.by_ref() {
-        let line = line.expect("banner line");
-        if let Some(rest) = line.strip_prefix("authbooks is running at ") {
-            url = rest.split_whitespace().next().map(str::to_owned);
-        }
-        if let Some(pw) = line.strip_prefix("First start: created user 'admin' with password ") {
-            admin_password = Some(pw.to_owned());
-        }
-        if line.starts_with("Try:") {
-            break;
-        }
-    }
-    // Keep draining, so the stack never writes into a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    let stack = Stack {
-        url: url.expect("the banner names the URL"),
-        admin_password: admin_password.expect("the banner names the admin password"),
-        child,
+    let stack = support::LocalStack::start(dir.path(), "127.0.0.1:0", settings).await;
+    Stack {
+        url: stack.url,
+        admin_password: stack
+            .admin_password
+            .expect("a first start creates the admin"),
+        _process: stack.process,
         _dir: dir,
-    };
-    let http = reqwest::Client::new();
-    for _ in 0..300 {
-        let ready = http.get(format!("{}/readyz", stack.url)).send().await;
-        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-            return stack;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the stack did not become ready");
 }
 
 /// Access tokens live 2 s and no leeway is granted, so they really expire during a test.

@@ -1,64 +1,19 @@
 //! The one-command local stack, started as a new user would: the binary, a fresh data directory,
 //! no PostgreSQL or Redis settings, port 8080.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod support;
+
+use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use support::LocalStack;
 
 const BASE: &str = "http://127.0.0.1:8080";
 
-struct Stack {
-    child: Child,
-    banner: Vec<String>,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary in `dir` and reads its banner up to the curl example.
-fn start(dir: &std::path::Path) -> Stack {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_authbooks-local"))
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("LISTEN_ADDR")
-        .env_remove("AUTH_BOOTSTRAP_ADMIN_USERNAME")
-        .env_remove("AUTH_BOOTSTRAP_ADMIN_PASSWORD")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("authbooks-local starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut banner = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.expect("banner line");
-        let done = line.starts_with("Try:");
-        banner.push(line);
-        if done {
-            break;
-        }
-    }
-    // Keep draining, so the stack never writes into a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Stack { child, banner }
-}
-
-async fn wait_ready(client: &reqwest::Client) {
-    for _ in 0..200 {
-        let ready = client.get(format!("{BASE}/readyz")).send().await;
-        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the local stack did not become ready");
+/// Starts the binary in `dir` on port 8080, as the README tells a new user to.
+async fn start(dir: &std::path::Path) -> LocalStack {
+    LocalStack::start(dir, "127.0.0.1:8080", &[]).await
 }
 
 async fn login(client: &reqwest::Client, password: &str) -> (String, String) {
@@ -87,18 +42,15 @@ async fn login(client: &reqwest::Client, password: &str) -> (String, String) {
 async fn a_new_user_runs_the_whole_flow_on_port_8080_and_data_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let stack = start(dir.path());
+    let stack = start(dir.path()).await;
     let password = stack
-        .banner
-        .iter()
-        .find_map(|l| l.strip_prefix("First start: created user 'admin' with password "))
-        .expect("the admin password is printed on first start")
-        .to_owned();
+        .admin_password
+        .clone()
+        .expect("the admin password is printed on first start");
     assert!(stack
         .banner
         .iter()
         .any(|l| l.contains("http://127.0.0.1:8080")));
-    wait_ready(&client).await;
 
     let registered = client
         .post(format!("{BASE}/auth/register"))
@@ -166,20 +118,22 @@ async fn a_new_user_runs_the_whole_flow_on_port_8080_and_data_survives_a_restart
     );
 
     // Ctrl-C stops it cleanly.
-    let pid = stack.child.id().to_string();
+    let pid = stack.process.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])
         .status()
         .unwrap()
         .success());
     let mut stack = stack;
-    let status = stack.child.wait().unwrap();
+    let status = stack.process.0.wait().unwrap();
     assert!(status.success(), "clean exit on SIGINT: {status}");
 
     // A second start reuses the data: no new admin, the same password, the same book.
-    let again = start(dir.path());
-    assert!(!again.banner.iter().any(|l| l.starts_with("First start")));
-    wait_ready(&client).await;
+    let again = start(dir.path()).await;
+    assert!(
+        again.admin_password.is_none(),
+        "no new admin on a second start"
+    );
     let (access, _) = login(&client, &password).await;
     let kept = client
         .get(format!("{BASE}/books/{id}"))

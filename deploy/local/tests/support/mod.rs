@@ -255,3 +255,70 @@ impl PrivateRedis {
         }
     }
 }
+
+/// The one-command stack (`authbooks-local`) as a process on `listen` with its data in
+/// `data_dir`; its banner is read for the URL and, on a first start, the admin password.
+pub struct LocalStack {
+    pub url: String,
+    pub admin_password: Option<String>,
+    pub banner: Vec<String>,
+    pub process: Process,
+}
+
+impl LocalStack {
+    pub async fn start(data_dir: &Path, listen: &str, settings: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut command = Command::new(env!("CARGO_BIN_EXE_authbooks-local"));
+        for name in [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "AUTH_BOOTSTRAP_ADMIN_USERNAME",
+            "AUTH_BOOTSTRAP_ADMIN_PASSWORD",
+        ] {
+            command.env_remove(name);
+        }
+        let mut child = command
+            .env("LISTEN_ADDR", listen)
+            .env("AUTHBOOKS_DATA_DIR", data_dir)
+            .env("HTTP_WORKERS", "2")
+            .envs(settings.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var("TEST_LOG").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("authbooks-local starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut banner = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.expect("banner line");
+            let done = line.starts_with("Try:");
+            banner.push(line);
+            if done {
+                break;
+            }
+        }
+        // Keep draining, so the stack never writes into a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let url = banner
+            .iter()
+            .find_map(|l| l.strip_prefix("authbooks is running at "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the banner names the URL")
+            .to_owned();
+        let admin_password = banner
+            .iter()
+            .find_map(|l| l.strip_prefix("First start: created user 'admin' with password "))
+            .map(str::to_owned);
+        wait_ready(&reqwest::Client::new(), &url).await;
+        Self {
+            url,
+            admin_password,
+            banner,
+            process: Process(child),
+        }
+    }
+}
