@@ -142,3 +142,69 @@ pub fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String
     }
     Ok(())
 }
+
+/// The error codes a documented error response lists (its `ErrorBody` schema, narrowed).
+pub fn error_codes(response: &Value) -> Vec<String> {
+    response["content"]["application/json"]["schema"]["allOf"][1]["properties"]["error"]["enum"]
+        .as_array()
+        .map(|codes| {
+            codes
+                .iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every HTTP method a route could take.
+pub const METHODS: [&str; 7] = ["get", "head", "post", "put", "patch", "delete", "options"];
+
+/// Sends every method to every path of `doc` on the server at `base` (`{id}` filled with a fresh
+/// UUID). A method the document does not list must get the router's fallback answer (as judged
+/// by `is_fallback(status, body, method)`); one it lists must not, and must answer a status, and
+/// for errors a code, that its operation documents.
+pub async fn check_every_route(
+    client: &reqwest::Client,
+    base: &str,
+    doc: &Value,
+    is_fallback: impl Fn(reqwest::StatusCode, &Value, &str) -> bool,
+) {
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let url = format!(
+            "{base}{}",
+            path.replace("{id}", &uuid::Uuid::new_v4().to_string())
+        );
+        for method in METHODS {
+            let method_name =
+                reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let response = client
+                .request(method_name, &url)
+                .send()
+                .await
+                .expect("request");
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let fallback = is_fallback(status, &body, method);
+            let Some(operation) = item.get(method) else {
+                assert!(
+                    fallback,
+                    "{method} {path} answers {status} {body} but is not documented"
+                );
+                continue;
+            };
+            assert!(!fallback, "{method} {path} is documented but not routed");
+            let documented = &operation["responses"][status.as_str()];
+            assert!(
+                documented.is_object(),
+                "{method} {path}: {status} is not documented"
+            );
+            if !status.is_success() {
+                let code = body["error"].as_str().unwrap_or_default().to_owned();
+                assert!(
+                    error_codes(documented).contains(&code),
+                    "{method} {path}: {status} {code} is not documented"
+                );
+            }
+        }
+    }
+}

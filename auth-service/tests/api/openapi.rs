@@ -9,9 +9,9 @@
 
 use actix_web::{test as actix_test, web, App, HttpResponse};
 use auth_service::routes::openapi::ApiDoc;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use shared::testing::conforms;
+use shared::testing::{check_every_route, conforms, error_codes};
 use utoipa::OpenApi;
 
 use crate::helpers::{spawn_app, Backend, TestApp, PASSWORD};
@@ -35,8 +35,6 @@ const CONTRACT: &[(&str, &str, &str)] = &[
     ("get", "/metrics", "200"),
     ("get", "/openapi.json", "200"),
 ];
-
-const METHODS: [&str; 7] = ["get", "head", "post", "put", "patch", "delete", "options"];
 
 async fn served(app: &TestApp) -> Value {
     let response = app.get("/openapi.json").await;
@@ -111,19 +109,6 @@ async fn the_document_covers_the_contract() {
     assert!(jwks["headers"]["Cache-Control"].is_object());
 }
 
-/// The codes a documented error response allows.
-fn error_codes(response: &Value) -> Vec<String> {
-    response["content"]["application/json"]["schema"]["allOf"][1]["properties"]["error"]["enum"]
-        .as_array()
-        .map(|codes| {
-            codes
-                .iter()
-                .filter_map(|c| c.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The router's answer when no route takes the request.
 fn is_fallback(status: StatusCode, body: &Value, method: &str) -> bool {
     if method == "head" {
@@ -137,44 +122,7 @@ fn is_fallback(status: StatusCode, body: &Value, method: &str) -> bool {
 async fn every_route_answers_as_documented() {
     let app = spawn_app(Backend::Sqlite).await;
     let doc = served(&app).await;
-
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        let url = app.url(&path.replace("{id}", &uuid::Uuid::new_v4().to_string()));
-        for method in METHODS {
-            let response = app
-                .client
-                .request(
-                    Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
-                    &url,
-                )
-                .send()
-                .await
-                .unwrap();
-            let status = response.status();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            let fallback = is_fallback(status, &body, method);
-            let Some(operation) = item.get(method) else {
-                assert!(
-                    fallback,
-                    "{method} {path} answers {status} {body} but is not documented"
-                );
-                continue;
-            };
-            assert!(!fallback, "{method} {path} is documented but not routed");
-            let documented = &operation["responses"][status.as_str()];
-            assert!(
-                documented.is_object(),
-                "{method} {path}: {status} is not documented"
-            );
-            if !status.is_success() {
-                let code = body["error"].as_str().unwrap_or_default().to_owned();
-                assert!(
-                    error_codes(documented).contains(&code),
-                    "{method} {path}: {status} {code} is not documented"
-                );
-            }
-        }
-    }
+    check_every_route(&app.client, &app.address, &doc, is_fallback).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
