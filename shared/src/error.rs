@@ -7,106 +7,57 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 
-/// The `error` codes of the contract.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    BadRequest,
-    MissingToken,
-    InvalidToken,
-    TokenExpired,
-    TokenRevoked,
-    WrongTokenType,
-    FreshTokenRequired,
-    RefreshTokenReused,
-    InvalidCredentials,
-    InsufficientRole,
-    CsrfFailed,
-    NotFound,
-    MethodNotAllowed,
-    Conflict,
-    PreconditionFailed,
-    PayloadTooLarge,
-    ValidationFailed,
-    RateLimited,
-    Internal,
-    Unavailable,
+/// Declares [`ErrorCode`] from one table, so the variants, their wire names, their statuses and
+/// the list of all codes cannot drift apart.
+macro_rules! error_codes {
+    ($($variant:ident = $code:literal => $status:ident,)*) => {
+        /// The `error` codes of the contract.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code of the contract.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)*
+                }
+            }
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// Every code of the contract.
-    pub const ALL: [ErrorCode; 20] = {
-        use ErrorCode::*;
-        [
-            BadRequest,
-            MissingToken,
-            InvalidToken,
-            TokenExpired,
-            TokenRevoked,
-            WrongTokenType,
-            FreshTokenRequired,
-            RefreshTokenReused,
-            InvalidCredentials,
-            InsufficientRole,
-            CsrfFailed,
-            NotFound,
-            MethodNotAllowed,
-            Conflict,
-            PreconditionFailed,
-            PayloadTooLarge,
-            ValidationFailed,
-            RateLimited,
-            Internal,
-            Unavailable,
-        ]
-    };
-
-    pub fn status(self) -> StatusCode {
-        use ErrorCode::*;
-        match self {
-            BadRequest => StatusCode::BAD_REQUEST,
-            MissingToken | InvalidToken | TokenExpired | TokenRevoked | WrongTokenType
-            | FreshTokenRequired | RefreshTokenReused | InvalidCredentials => {
-                StatusCode::UNAUTHORIZED
-            }
-            InsufficientRole | CsrfFailed => StatusCode::FORBIDDEN,
-            NotFound => StatusCode::NOT_FOUND,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Conflict => StatusCode::CONFLICT,
-            PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
-            RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            BadRequest => "bad_request",
-            MissingToken => "missing_token",
-            InvalidToken => "invalid_token",
-            TokenExpired => "token_expired",
-            TokenRevoked => "token_revoked",
-            WrongTokenType => "wrong_token_type",
-            FreshTokenRequired => "fresh_token_required",
-            RefreshTokenReused => "refresh_token_reused",
-            InvalidCredentials => "invalid_credentials",
-            InsufficientRole => "insufficient_role",
-            CsrfFailed => "csrf_failed",
-            NotFound => "not_found",
-            MethodNotAllowed => "method_not_allowed",
-            Conflict => "conflict",
-            PreconditionFailed => "precondition_failed",
-            PayloadTooLarge => "payload_too_large",
-            ValidationFailed => "validation_failed",
-            RateLimited => "rate_limited",
-            Internal => "internal",
-            Unavailable => "unavailable",
-        }
-    }
+error_codes! {
+    BadRequest = "bad_request" => BAD_REQUEST,
+    MissingToken = "missing_token" => UNAUTHORIZED,
+    InvalidToken = "invalid_token" => UNAUTHORIZED,
+    TokenExpired = "token_expired" => UNAUTHORIZED,
+    TokenRevoked = "token_revoked" => UNAUTHORIZED,
+    WrongTokenType = "wrong_token_type" => UNAUTHORIZED,
+    FreshTokenRequired = "fresh_token_required" => UNAUTHORIZED,
+    RefreshTokenReused = "refresh_token_reused" => UNAUTHORIZED,
+    InvalidCredentials = "invalid_credentials" => UNAUTHORIZED,
+    InsufficientRole = "insufficient_role" => FORBIDDEN,
+    CsrfFailed = "csrf_failed" => FORBIDDEN,
+    NotFound = "not_found" => NOT_FOUND,
+    MethodNotAllowed = "method_not_allowed" => METHOD_NOT_ALLOWED,
+    Conflict = "conflict" => CONFLICT,
+    PreconditionFailed = "precondition_failed" => PRECONDITION_FAILED,
+    PayloadTooLarge = "payload_too_large" => PAYLOAD_TOO_LARGE,
+    ValidationFailed = "validation_failed" => UNPROCESSABLE_ENTITY,
+    RateLimited = "rate_limited" => TOO_MANY_REQUESTS,
+    Internal = "internal" => INTERNAL_SERVER_ERROR,
+    Unavailable = "unavailable" => SERVICE_UNAVAILABLE,
 }
 
 /// `{"error": "...", "message": "...", "fields": {...}}`
@@ -282,5 +233,19 @@ pub mod rejections {
     /// The answer for any path no route matches.
     pub async fn not_found() -> actix_web::HttpResponse {
         ErrorBody::new(ErrorCode::NotFound, "no such resource").into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn wire_names_are_the_serde_names() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+        assert_eq!(ErrorCode::ALL.len(), 20);
     }
 }
