@@ -1,8 +1,6 @@
 //! Session-wide operations: logout everywhere, password change, role administration. Each ends
 //! the affected user's existing tokens with a per-user cut-off that every verifier applies.
 
-use std::collections::BTreeMap;
-
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use shared::{AccessClaims, Revocation, RevocationEntry, Role};
@@ -67,9 +65,18 @@ async fn logout_all(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
-struct PasswordChange {
+pub struct PasswordChange {
     current_password: String,
     new_password: String,
+}
+
+impl PasswordChange {
+    /// The current password as typed (checked against the stored hash) and the new one, valid.
+    pub fn parse(self) -> Result<(String, Password), AuthError> {
+        let new_password = Password::parse(&self.new_password)
+            .map_err(|problem| AuthError::field("new_password", problem))?;
+        Ok((self.current_password, new_password))
+    }
 }
 
 api_errors!(
@@ -97,12 +104,7 @@ async fn change_password(
     body: web::Json<PasswordChange>,
 ) -> Result<HttpResponse, AuthError> {
     claims.require_fresh()?;
-    let PasswordChange {
-        current_password,
-        new_password,
-    } = body.into_inner();
-    let new_password = Password::parse(&new_password)
-        .map_err(|problem| AuthError::field("new_password", problem))?;
+    let (current_password, new_password) = body.into_inner().parse()?;
     let user = state
         .users
         .by_id(claims.sub.clone())
@@ -124,10 +126,33 @@ async fn change_password(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
-struct RolesBody {
+pub struct RolesBody {
     /// At least one; duplicates are ignored.
     #[schema(value_type = Vec<RoleSchema>)]
     roles: Vec<String>,
+}
+
+impl RolesBody {
+    /// Known roles, at least one, without duplicates, sorted.
+    pub fn parse(&self) -> Result<Vec<Role>, AuthError> {
+        let mut roles = Vec::new();
+        for name in &self.roles {
+            let role = Role::parse(name).ok_or_else(|| {
+                AuthError::field(
+                    "roles",
+                    &format!("unknown role {name:?}; expected user, editor or admin"),
+                )
+            })?;
+            if !roles.contains(&role) {
+                roles.push(role);
+            }
+        }
+        if roles.is_empty() {
+            return Err(AuthError::field("roles", "must name at least one role"));
+        }
+        roles.sort();
+        Ok(roles)
+    }
 }
 
 api_errors!(
@@ -156,22 +181,7 @@ async fn set_roles(
 ) -> Result<HttpResponse, AuthError> {
     claims.require_role(Role::Admin)?;
     claims.require_fresh()?;
-    let mut roles = Vec::new();
-    for name in &body.roles {
-        let role = Role::parse(name).ok_or_else(|| {
-            AuthError::Validation(BTreeMap::from([(
-                "roles".to_owned(),
-                format!("unknown role {name:?}; expected user, editor or admin"),
-            )]))
-        })?;
-        if !roles.contains(&role) {
-            roles.push(role);
-        }
-    }
-    if roles.is_empty() {
-        return Err(AuthError::field("roles", "must name at least one role"));
-    }
-    roles.sort();
+    let roles = body.parse()?;
     let user = state
         .users
         .set_roles(id.into_inner(), roles)

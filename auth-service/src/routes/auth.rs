@@ -31,6 +31,23 @@ pub struct Credentials {
     password: String,
 }
 
+impl Credentials {
+    /// The rules of a new account; every problem is reported at once.
+    pub fn into_new_account(self) -> Result<(Username, Password), AuthError> {
+        let mut fields = BTreeMap::new();
+        let username = Username::parse(&self.username)
+            .map_err(|p| fields.insert("username".to_owned(), p.to_owned()))
+            .ok();
+        let password = Password::parse(&self.password)
+            .map_err(|p| fields.insert("password".to_owned(), p.to_owned()))
+            .ok();
+        match (username, password) {
+            (Some(username), Some(password)) => Ok((username, password)),
+            _ => Err(AuthError::Validation(fields)),
+        }
+    }
+}
+
 /// The body of `POST /auth/register`: [`Credentials`] with the rules of `Username::parse` and
 /// `Password::parse` spelled out for clients.
 #[derive(utoipa::ToSchema)]
@@ -97,16 +114,7 @@ async fn register(
     state: web::Data<AppState>,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, AuthError> {
-    let mut fields = BTreeMap::new();
-    let username = Username::parse(&body.username)
-        .map_err(|p| fields.insert("username".to_owned(), p.to_owned()))
-        .ok();
-    let password = Password::parse(&body.password)
-        .map_err(|p| fields.insert("password".to_owned(), p.to_owned()))
-        .ok();
-    let (Some(username), Some(password)) = (username, password) else {
-        return Err(AuthError::Validation(fields));
-    };
+    let (username, password) = body.into_inner().into_new_account()?;
     let hash = argon2(move || password::hash(&password))
         .await?
         .map_err(|e| AuthError::Unexpected(e.to_string()))?;
@@ -340,6 +348,26 @@ pub struct LogoutBody {
     refresh_token: Option<String>,
 }
 
+impl LogoutBody {
+    /// The body is optional: empty or whitespace is no body.
+    pub fn parse_optional(body: &[u8]) -> Result<Option<Self>, AuthError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(body).map(Some).map_err(|e| {
+            if e.is_data() {
+                AuthError::field("refresh_token", "expected {\"refresh_token\": \"<jwt>\"}")
+            } else {
+                AuthError::BadRequest("the body is not valid JSON")
+            }
+        })
+    }
+
+    pub fn refresh_token(&self) -> Option<&str> {
+        self.refresh_token.as_deref()
+    }
+}
+
 api_errors!(LogoutErrors: TOKEN + [BadRequest, ValidationFailed, PayloadTooLarge, CsrfFailed]);
 
 /// Revoke the access token and, when named, the refresh token and its whole session
@@ -366,17 +394,7 @@ async fn logout(
     claims: AccessClaims,
     body: web::Bytes,
 ) -> Result<HttpResponse, AuthError> {
-    let body: Option<LogoutBody> = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        Some(serde_json::from_slice(&body).map_err(|e| {
-            if e.is_data() {
-                AuthError::field("refresh_token", "expected {\"refresh_token\": \"<jwt>\"}")
-            } else {
-                AuthError::BadRequest("the body is not valid JSON")
-            }
-        })?)
-    };
+    let body = LogoutBody::parse_optional(&body)?;
     let leeway = state.leeway as i64;
     let mut entries = vec![RevocationEntry {
         target: Revocation::Token {
@@ -384,8 +402,8 @@ async fn logout(
         },
         expires_at: claims.exp + leeway,
     }];
-    if let Some(token) = body.and_then(|b| b.refresh_token) {
-        match state.auth.verifier.verify_refresh(&token) {
+    if let Some(token) = body.as_ref().and_then(LogoutBody::refresh_token) {
+        match state.auth.verifier.verify_refresh(token) {
             Ok(refresh) if refresh.sub != claims.sub => {
                 return Err(TokenError::Invalid("the refresh token belongs to another user").into())
             }
