@@ -192,18 +192,35 @@ fn main() {
         1.0 / verify.mean.as_secs_f64()
     );
 
-    // The ceiling of a login: one argon2id hash with the service's parameters, per core.
+    // The ceiling of a login: argon2id hashes with the service's parameters, one thread per core
+    // hashing at once (they share memory bandwidth), each reusing its memory like the service's
+    // pool threads.
     let password = auth_service::domain::Password::parse("benchmark password").expect("password");
     let argon2_runs = 20;
+    auth_service::password::reuse_memory_on_this_thread();
     let started = Instant::now();
     for _ in 0..argon2_runs {
         black_box(auth_service::password::hash(black_box(&password)).expect("hash"));
     }
     let argon2 = started.elapsed() / argon2_runs;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..cores {
+            scope.spawn(|| {
+                auth_service::password::reuse_memory_on_this_thread();
+                for _ in 0..argon2_runs {
+                    black_box(auth_service::password::hash(black_box(&password)).expect("hash"));
+                }
+            });
+        }
+    });
+    let argon2_all_cores = (cores as u32 * argon2_runs) as f64 / started.elapsed().as_secs_f64();
     println!(
-        "argon2id (m=19456, t=2, p=1):      {:.1} ms ({:.1} hashes/s per core)",
+        "argon2id (m=19456, t=2, p=1):      {:.1} ms ({:.1} hashes/s on one core, {:.1} on all {cores})",
         argon2.as_secs_f64() * 1e3,
-        1.0 / argon2.as_secs_f64()
+        1.0 / argon2.as_secs_f64(),
+        argon2_all_cores,
     );
 
     // For deploy/bench.py, which compares the services' rates with these ceilings.
@@ -213,6 +230,7 @@ fn main() {
         "jsonwebtoken_encode_us": Stats::micros(encode_pem.mean),
         "verify_us": Stats::micros(verify.mean),
         "argon2_ms": argon2.as_secs_f64() * 1e3,
+        "argon2_all_cores_per_s": argon2_all_cores,
     });
     let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
     let path = std::path::Path::new(&dir).join("bench-tokens.json");

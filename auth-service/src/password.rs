@@ -1,9 +1,12 @@
 //! argon2id with OWASP's parameters, always on the blocking pool.
 
-use std::sync::OnceLock;
+use std::cell::Cell;
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::domain::Password;
 
@@ -35,13 +38,30 @@ fn dummy_hash() -> &'static str {
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
 
-/// Hashes on the calling thread: call it from `spawn_blocking`.
+/// Hashes on the calling thread: call it through [`run`].
 pub fn hash(password: &Password) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    hasher()
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| HashError(e.to_string()))
+    let argon2 = hasher();
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt
+        .decode_b64(&mut salt_bytes)
+        .map_err(|e| HashError(e.to_string()))?;
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    compute(
+        &argon2,
+        password.expose().as_bytes(),
+        salt_bytes,
+        &mut output,
+    )
+    .map_err(|e| HashError(e.to_string()))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon2.params()).map_err(|e| HashError(e.to_string()))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&output).map_err(|e| HashError(e.to_string()))?),
+    };
+    Ok(phc.to_string())
 }
 
 pub enum Verdict {
@@ -50,23 +70,96 @@ pub enum Verdict {
 }
 
 /// Verifies against `stored`, or against the dummy hash when there is no user, so both paths do
-/// one full argon2 computation. Call it from `spawn_blocking`.
+/// one full argon2 computation. Call it through [`run`].
 pub fn verify(password: &str, stored: Option<&str>) -> Verdict {
     let phc = stored.unwrap_or_else(|| dummy_hash());
     let Ok(parsed) = PasswordHash::new(phc) else {
         return Verdict::Invalid;
     };
-    // The parameters come from the PHC string itself, so old hashes still verify.
-    let ok = Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok();
-    if ok && stored.is_some() {
+    if matches_phc(password.as_bytes(), &parsed) && stored.is_some() {
         Verdict::Valid {
             needs_rehash: is_outdated(&parsed),
         }
     } else {
         Verdict::Invalid
     }
+}
+
+/// Recomputes the hash with the algorithm, version and parameters of the PHC string itself (so
+/// old hashes still verify) and compares in constant time (`Output`'s `PartialEq`).
+fn matches_phc(password: &[u8], parsed: &PasswordHash<'_>) -> bool {
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(parsed),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut output = vec![0u8; expected.len()];
+    let argon2 = Argon2::new(algorithm, version, params);
+    if compute(&argon2, password, salt_bytes, &mut output).is_err() {
+        return false;
+    }
+    Output::new(&output).is_ok_and(|actual| actual == expected)
+}
+
+thread_local! {
+    static REUSES_MEMORY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// argon2's working memory (19 MiB per hash) kept between hashes on the pool threads. A fresh
+/// allocation each time cost ~40 % of a login's CPU in page faults, kernel page zeroing and
+/// unmapping (perf, `BENCH_PERF=1 bash deploy/bench.sh`). What it holds after a hash reveals no
+/// more than the stored hash does. Released after the pool has been idle for [`KEEP_MEMORY_FOR`].
+static SPARE_MEMORY: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
+
+/// How long idle workers keep their argon2 memory: long enough to span the gaps in a stream of
+/// logins, short enough that an idle service returns to its idle footprint.
+const KEEP_MEMORY_FOR: Duration = Duration::from_secs(2);
+
+/// This thread hashes often: keep its argon2 memory for the next hash (pool workers, benches).
+pub fn reuse_memory_on_this_thread() {
+    REUSES_MEMORY.set(true);
+}
+
+fn release_spare_memory() {
+    spare_memory().clear();
+}
+
+fn spare_memory() -> std::sync::MutexGuard<'static, Vec<Vec<Block>>> {
+    SPARE_MEMORY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn compute(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> argon2::Result<()> {
+    let blocks = argon2.params().block_count();
+    if !REUSES_MEMORY.get() {
+        let mut memory = vec![Block::default(); blocks];
+        return argon2.hash_password_into_with_memory(password, salt, out, &mut memory);
+    }
+    let mut memory = spare_memory().pop().unwrap_or_default();
+    if memory.len() < blocks {
+        // The first pass overwrites every block, so stale contents need no clearing.
+        memory.resize(blocks, Block::default());
+    }
+    let result = argon2.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks]);
+    spare_memory().push(memory);
+    result
 }
 
 fn is_outdated(parsed: &PasswordHash<'_>) -> bool {
@@ -81,32 +174,41 @@ fn is_outdated(parsed: &PasswordHash<'_>) -> bool {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Hashes queued or running, at most: the callers past this wait (backpressure).
+const MAX_WAITING: usize = 1024;
+
+struct Pool {
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+    waiting: tokio::sync::Semaphore,
+}
+
 /// A fixed pool of one thread per core for argon2. More hashes in parallel than cores only add
 /// memory (19 MiB each) and queueing inside the OS; and on tokio's large blocking pool each new
 /// thread's malloc arena would keep its own 19 MiB, so memory grew with the number of threads
 /// that had ever hashed (over 1 GB under a login flood, measured).
-fn argon2_pool() -> &'static tokio::sync::mpsc::Sender<Job> {
-    static POOL: OnceLock<tokio::sync::mpsc::Sender<Job>> = OnceLock::new();
+fn argon2_pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
         keep_big_allocations_out_of_the_heap();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        // Waiting jobs are small closures; the bound gives backpressure to the callers.
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Job>(1024);
-        let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
+        let (sender, receiver) = std::sync::mpsc::channel::<Job>();
+        let receiver = std::sync::Arc::new(Mutex::new(receiver));
         for n in 0..cores {
             let receiver = receiver.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || {
                     lower_this_threads_priority();
+                    reuse_memory_on_this_thread();
                     loop {
-                        let job = receiver
+                        let next = receiver
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .blocking_recv();
-                        match job {
-                            Some(job) => job(),
-                            None => return,
+                            .recv_timeout(KEEP_MEMORY_FOR);
+                        match next {
+                            Ok(job) => job(),
+                            Err(RecvTimeoutError::Timeout) => release_spare_memory(),
+                            Err(RecvTimeoutError::Disconnected) => return,
                         }
                     }
                 });
@@ -114,7 +216,10 @@ fn argon2_pool() -> &'static tokio::sync::mpsc::Sender<Job> {
                 tracing::error!(error = %err, "could not start an argon2 worker thread");
             }
         }
-        sender
+        Pool {
+            jobs: Mutex::new(sender),
+            waiting: tokio::sync::Semaphore::new(MAX_WAITING),
+        }
     })
 }
 
@@ -148,12 +253,20 @@ pub struct PoolGone;
 pub async fn run<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, PoolGone> {
+    let pool = argon2_pool();
+    let place = pool.waiting.acquire().await.map_err(|_| PoolGone)?;
     let (done, result) = tokio::sync::oneshot::channel();
     let job: Job = Box::new(move || {
         let _ = done.send(work());
     });
-    argon2_pool().send(job).await.map_err(|_| PoolGone)?;
-    result.await.map_err(|_| PoolGone)
+    pool.jobs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send(job)
+        .map_err(|_| PoolGone)?;
+    let outcome = result.await.map_err(|_| PoolGone);
+    drop(place);
+    outcome
 }
 
 /// Warms the dummy hash so the first unknown-user login is not slower than the rest.
@@ -163,6 +276,8 @@ pub fn warm_up() {
 
 #[cfg(test)]
 mod tests {
+    use argon2::PasswordVerifier;
+
     use super::*;
 
     #[test]
@@ -180,6 +295,41 @@ mod tests {
             Verdict::Invalid
         ));
         assert!(matches!(verify("correct horse", None), Verdict::Invalid));
+    }
+
+    #[test]
+    fn reused_memory_agrees_with_the_reference_implementation() {
+        let reference = hasher()
+            .hash_password(
+                b"correct horse",
+                &SaltString::generate(&mut argon2::password_hash::rand_core::OsRng),
+            )
+            .unwrap()
+            .to_string();
+        std::thread::spawn(move || {
+            reuse_memory_on_this_thread();
+            // Each computation starts from the previous one's leftover blocks.
+            let ours = hash(&Password::parse("battery staple").unwrap()).unwrap();
+            for _ in 0..2 {
+                assert!(matches!(
+                    verify("correct horse", Some(&reference)),
+                    Verdict::Valid { .. }
+                ));
+                assert!(matches!(
+                    verify("correct horsf", Some(&reference)),
+                    Verdict::Invalid
+                ));
+            }
+            assert_eq!(spare_memory().len(), 1);
+            let parsed = PasswordHash::new(&ours).unwrap();
+            assert!(Argon2::default()
+                .verify_password(b"battery staple", &parsed)
+                .is_ok());
+            release_spare_memory();
+            assert!(spare_memory().is_empty());
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -81,7 +81,12 @@ impl UserStore {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(AuthError::database_unavailable)?;
-            f(&mut conn)
+            let result = f(&mut conn);
+            if let Err(AuthError::Unavailable(_) | AuthError::Unexpected(_)) = &result {
+                // The connection may be dead (PostgreSQL restarted): close it, do not reuse it.
+                shared::db::discard(conn);
+            }
+            result
         })
         .await
         .map_err(|e| AuthError::Unexpected(format!("blocking task failed: {e}")))?

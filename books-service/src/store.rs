@@ -94,7 +94,12 @@ impl BookStore {
             let mut conn = pool
                 .get()
                 .map_err(|e| BooksError::Unavailable(format!("database: {e}")))?;
-            f(&mut conn)
+            let result = f(&mut conn);
+            if let Err(BooksError::Unavailable(_) | BooksError::Unexpected(_)) = &result {
+                // The connection may be dead (PostgreSQL restarted): close it, do not reuse it.
+                shared::db::discard(conn);
+            }
+            result
         })
         .await
         .map_err(|e| BooksError::Unexpected(format!("blocking task failed: {e}")))?

@@ -1,6 +1,7 @@
 //! One diesel code path over two backends: PostgreSQL in production, an embedded SQLite file as
 //! the zero-setup default. Both services use this pool and the same retry-at-start rule.
 
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -82,14 +83,32 @@ impl ManageConnection for DbManager {
         }
     }
 
+    /// Only for r2d2's own checks; checkouts are not tested (see [`discard`]).
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
         conn.batch_execute("SELECT 1")
             .map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+        DISCARD_ON_RETURN.take()
     }
+}
+
+thread_local! {
+    /// Set by [`discard`] just before the connection checked out on this thread is returned.
+    static DISCARD_ON_RETURN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Returns `conn` to the pool to be closed instead of reused, after work on it failed in a way
+/// that may mean the connection is dead (PostgreSQL restarted, network cut).
+///
+/// This replaces r2d2's `SELECT 1` on every checkout, which cost a GET one extra PostgreSQL round
+/// trip (profiled with `BENCH_PERF=1 bash deploy/bench.sh`). The price: after a PostgreSQL restart
+/// each pooled connection fails one request with 503 `unavailable` before it is replaced.
+pub fn discard(conn: PooledDb) {
+    DISCARD_ON_RETURN.set(true);
+    // r2d2 asks `has_broken` on this thread as the connection goes back.
+    drop(conn);
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +145,7 @@ pub fn connect_and_migrate(
         .max_size(max_size)
         .min_idle(Some(1))
         .connection_timeout(Duration::from_secs(2))
+        .test_on_check_out(false)
         .build_unchecked(DbManager { url: url.clone() });
 
     let deadline = std::time::Instant::now() + wait;
@@ -165,7 +185,12 @@ pub fn connect_and_migrate(
 /// `SELECT 1` through the pool, for `/readyz`.
 pub fn ping(pool: &DbPool) -> Result<(), String> {
     let mut conn = pool.get().map_err(|e| e.to_string())?;
-    conn.batch_execute("SELECT 1").map_err(|e| e.to_string())
+    let checked = conn.batch_execute("SELECT 1");
+    if let Err(err) = checked {
+        discard(conn);
+        return Err(err.to_string());
+    }
+    Ok(())
 }
 
 /// Whether a diesel error is a unique-constraint violation (mapped to 409 by the services).
