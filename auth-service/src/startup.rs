@@ -87,10 +87,10 @@ impl Application {
         };
         let throttle = login_throttle(&settings).await?;
         let users = UserStore::new(pool);
+        crate::password::warm_up();
         if let Some(admin) = &settings.bootstrap_admin {
             bootstrap_admin(&users, &admin.username, admin.password.expose()).await?;
         }
-        crate::password::warm_up();
 
         let verifier = TokenVerifier::new(
             &VerifierConfig {
