@@ -329,16 +329,28 @@ mod tests {
                     Verdict::Invalid
                 ));
             }
-            assert_eq!(spare_memory().len(), 1);
             let parsed = PasswordHash::new(&ours).unwrap();
             assert!(Argon2::default()
                 .verify_password(b"battery staple", &parsed)
                 .is_ok());
-            release_spare_memory();
-            assert!(spare_memory().is_empty());
         })
         .join()
         .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_pool_keeps_argon2_memory_while_busy_and_returns_it_when_idle() {
+        let password = Password::parse("correct horse").unwrap();
+        let phc = run(move || hash(&password)).await.unwrap().unwrap();
+        assert!(!spare_memory().is_empty(), "kept for the next hash");
+        assert!(matches!(
+            run(move || verify("correct horse", Some(&phc)))
+                .await
+                .unwrap(),
+            Verdict::Valid { .. }
+        ));
+        tokio::time::sleep(KEEP_MEMORY_FOR * 2).await;
+        assert!(spare_memory().is_empty(), "given back after idling");
     }
 
     #[test]
