@@ -5,7 +5,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use argon2::password_hash::{Output, ParamsString, PasswordHash, PasswordHasher, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::domain::Password;
@@ -25,13 +25,7 @@ fn hasher() -> Argon2<'static> {
 /// unknown username costs the same as a wrong password.
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        hasher()
-            .hash_password(uuid::Uuid::new_v4().as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .unwrap_or_default()
-    })
+    DUMMY.get_or_init(|| hash_bytes(uuid::Uuid::new_v4().as_bytes()).unwrap_or_default())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +34,10 @@ pub struct HashError(String);
 
 /// Hashes on the calling thread: call it through [`run`].
 pub fn hash(password: &Password) -> Result<String, HashError> {
+    hash_bytes(password.expose().as_bytes())
+}
+
+fn hash_bytes(password: &[u8]) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
     let argon2 = hasher();
     let mut salt_bytes = [0u8; 64];
@@ -47,13 +45,7 @@ pub fn hash(password: &Password) -> Result<String, HashError> {
         .decode_b64(&mut salt_bytes)
         .map_err(|e| HashError(e.to_string()))?;
     let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    compute(
-        &argon2,
-        password.expose().as_bytes(),
-        salt_bytes,
-        &mut output,
-    )
-    .map_err(|e| HashError(e.to_string()))?;
+    compute(&argon2, password, salt_bytes, &mut output).map_err(|e| HashError(e.to_string()))?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -178,7 +170,7 @@ type Job = Box<dyn FnOnce() + Send>;
 const MAX_WAITING: usize = 1024;
 
 struct Pool {
-    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+    jobs: std::sync::mpsc::Sender<Job>,
     waiting: tokio::sync::Semaphore,
 }
 
@@ -217,7 +209,7 @@ fn argon2_pool() -> &'static Pool {
             }
         }
         Pool {
-            jobs: Mutex::new(sender),
+            jobs: sender,
             waiting: tokio::sync::Semaphore::new(MAX_WAITING),
         }
     })
@@ -264,11 +256,7 @@ pub async fn run<T: Send + 'static>(
     let job: Job = Box::new(move || {
         let _ = done.send(work());
     });
-    pool.jobs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send(job)
-        .map_err(|_| PoolGone)?;
+    pool.jobs.send(job).map_err(|_| PoolGone)?;
     let outcome = result.await.map_err(|_| PoolGone);
     drop(place);
     outcome
@@ -285,7 +273,7 @@ pub fn warm_up() {
 
 #[cfg(test)]
 mod tests {
-    use argon2::PasswordVerifier;
+    use argon2::{PasswordHasher, PasswordVerifier};
 
     use super::*;
 

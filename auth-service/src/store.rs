@@ -72,24 +72,12 @@ impl UserStore {
         &self.pool
     }
 
-    /// Runs `f` with a pooled connection on the blocking pool.
     async fn run<T, F>(&self, f: F) -> Result<T, AuthError>
     where
         T: Send + 'static,
         F: FnOnce(&mut shared::db::PooledDb) -> Result<T, AuthError> + Send + 'static,
     {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(AuthError::database_unavailable)?;
-            let result = f(&mut conn);
-            if let Err(AuthError::Unavailable(_) | AuthError::Unexpected(_)) = &result {
-                // The connection may be dead (PostgreSQL restarted): close it, do not reuse it.
-                shared::db::discard(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|e| AuthError::Unexpected(format!("blocking task failed: {e}")))?
+        shared::db::run(&self.pool, f).await
     }
 
     /// Inserts a new user; a taken username is `Conflict`, decided by the unique index.
@@ -189,6 +177,20 @@ impl UserStore {
             .await
             .map_err(|e| AuthError::Unexpected(e.to_string()))?
             .map_err(AuthError::Unavailable)
+    }
+}
+
+impl shared::db::StoreError for AuthError {
+    fn checkout_failed(err: diesel::r2d2::PoolError) -> Self {
+        AuthError::database_unavailable(err)
+    }
+
+    fn task_failed(err: tokio::task::JoinError) -> Self {
+        AuthError::Unexpected(format!("blocking task failed: {err}"))
+    }
+
+    fn may_have_lost_connection(&self) -> bool {
+        matches!(self, AuthError::Unavailable(_) | AuthError::Unexpected(_))
     }
 }
 

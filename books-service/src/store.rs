@@ -89,20 +89,7 @@ impl BookStore {
         T: Send + 'static,
         F: FnOnce(&mut shared::db::PooledDb) -> Result<T, BooksError> + Send + 'static,
     {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool
-                .get()
-                .map_err(|e| BooksError::Unavailable(format!("database: {e}")))?;
-            let result = f(&mut conn);
-            if let Err(BooksError::Unavailable(_) | BooksError::Unexpected(_)) = &result {
-                // The connection may be dead (PostgreSQL restarted): close it, do not reuse it.
-                shared::db::discard(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|e| BooksError::Unexpected(format!("blocking task failed: {e}")))?
+        shared::db::run(&self.pool, f).await
     }
 
     pub async fn create(&self, input: BookInput) -> Result<BookRow, BooksError> {
@@ -241,6 +228,20 @@ fn missing_or_changed(
     } else {
         BooksError::PreconditionFailed
     })
+}
+
+impl shared::db::StoreError for BooksError {
+    fn checkout_failed(err: diesel::r2d2::PoolError) -> Self {
+        BooksError::Unavailable(format!("database: {err}"))
+    }
+
+    fn task_failed(err: tokio::task::JoinError) -> Self {
+        BooksError::Unexpected(format!("blocking task failed: {err}"))
+    }
+
+    fn may_have_lost_connection(&self) -> bool {
+        matches!(self, BooksError::Unavailable(_) | BooksError::Unexpected(_))
+    }
 }
 
 #[cfg(test)]

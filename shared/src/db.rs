@@ -99,6 +99,38 @@ thread_local! {
     static DISCARD_ON_RETURN: Cell<bool> = const { Cell::new(false) };
 }
 
+/// What [`run`] needs from a service's error type.
+pub trait StoreError: Send + 'static {
+    /// No connection could be checked out (database down, pool exhausted).
+    fn checkout_failed(err: r2d2::PoolError) -> Self;
+    /// The blocking task panicked or was cancelled.
+    fn task_failed(err: tokio::task::JoinError) -> Self;
+    /// Whether the failure may have left the connection dead, so it must not be reused.
+    fn may_have_lost_connection(&self) -> bool;
+}
+
+/// Runs `f` with a pooled connection on tokio's blocking pool (diesel is synchronous). A
+/// connection whose work failed with [`StoreError::may_have_lost_connection`] is closed, not
+/// reused ([`discard`]).
+pub async fn run<T, E, F>(pool: &DbPool, f: F) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: StoreError,
+    F: FnOnce(&mut PooledDb) -> Result<T, E> + Send + 'static,
+{
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get().map_err(E::checkout_failed)?;
+        let result = f(&mut conn);
+        if matches!(&result, Err(err) if err.may_have_lost_connection()) {
+            discard(conn);
+        }
+        result
+    })
+    .await
+    .map_err(E::task_failed)?
+}
+
 /// Returns `conn` to the pool to be closed instead of reused, after work on it failed in a way
 /// that may mean the connection is dead (PostgreSQL restarted, network cut).
 ///
