@@ -70,7 +70,6 @@ VARIABLES = {
         "AUTH_COOKIE_SECURE": "true",
         "AUTH_KEY_ACTIVATION_DELAY": "JWKS_MAX_AGE",
         "AUTH_KEYS_RELOAD_SECS": "10",
-        "AUTH_COOKIE_REFRESH_WINDOW": "300",
         "AUTH_REFRESH_GRACE": "5",
         "AUTH_TRUSTED_PROXIES": None,
         "AUTH_PUBLIC_URL": None,
@@ -106,7 +105,6 @@ MUST_AGREE = ("REDIS_KEY_PREFIX", "JWT_ISSUER", "JWT_AUDIENCE")
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
 # Names that contain one of those words but hold no secret.
 NOT_SECRET = {
-    "AUTH_COOKIE_REFRESH_WINDOW",
     "AUTH_KEYS_DIR",
     "AUTH_KEYS_RELOAD_SECS",
     "AUTH_KEY_ACTIVATION_DELAY",

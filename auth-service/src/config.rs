@@ -52,8 +52,6 @@ pub struct Settings {
     pub bootstrap_admin: Option<BootstrapAdmin>,
     /// `Secure` on auth cookies; turn off only for local plain-http use.
     pub cookie_secure: bool,
-    /// A cookie access token this close to expiry (seconds) is renewed on a successful request.
-    pub cookie_refresh_window: u64,
     /// Seconds the JWKS may be cached by verifiers (`Cache-Control: max-age`).
     pub jwks_max_age: u64,
     /// A new key signs only after it has been published this long (default: the JWKS max-age).
@@ -141,7 +139,6 @@ impl Settings {
             leeway: env.seconds("JWT_LEEWAY", 30, 0)?,
             bootstrap_admin,
             cookie_secure,
-            cookie_refresh_window: env.seconds("AUTH_COOKIE_REFRESH_WINDOW", 300, 0)?,
             jwks_max_age,
             key_activation_delay: env.seconds("AUTH_KEY_ACTIVATION_DELAY", jwks_max_age, 0)?,
             keys_reload_secs: env.seconds("AUTH_KEYS_RELOAD_SECS", 10, 1)?,

@@ -27,6 +27,14 @@ pub enum AuthError {
     /// A dependency is down. The cause goes to the log, never to the client.
     #[error("a dependency is unavailable: {0}")]
     Unavailable(String),
+    /// A dependency failed halfway through a change: `done` tells the client truthfully what
+    /// took effect; the cause goes to the log.
+    #[error("{done}")]
+    Incomplete {
+        done: &'static str,
+        #[source]
+        cause: Box<AuthError>,
+    },
     /// A bug or an unexpected failure. The cause goes to the log, never to the client.
     #[error("unexpected error: {0}")]
     Unexpected(String),
@@ -50,7 +58,7 @@ impl AuthError {
             AuthError::Conflict(_) => ErrorCode::Conflict,
             AuthError::RateLimited(_) => ErrorCode::RateLimited,
             AuthError::NotFound(_) => ErrorCode::NotFound,
-            AuthError::Unavailable(_) => ErrorCode::Unavailable,
+            AuthError::Unavailable(_) | AuthError::Incomplete { .. } => ErrorCode::Unavailable,
             AuthError::Unexpected(_) => ErrorCode::Internal,
         }
     }
@@ -86,6 +94,10 @@ impl ResponseError for AuthError {
             )
             .with_fields(fields.clone()),
             AuthError::Unavailable(cause) => ErrorBody::unavailable(cause),
+            AuthError::Incomplete { done, cause } => {
+                tracing::warn!(cause = %cause, "a change was interrupted halfway");
+                ErrorBody::new(ErrorCode::Unavailable, *done)
+            }
             AuthError::Unexpected(cause) => ErrorBody::internal(cause),
             AuthError::RateLimited(seconds) => {
                 let mut response =

@@ -4,17 +4,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
 use actix_web::web;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use shared::revocation::{MemoryRevocations, RedisRevocations, RevocationStore};
+use shared::revocation::{MemoryRevocations, RedisRevocations, RevocationCheck};
 use shared::{AuthContext, KeySet, Metrics, Role, TokenVerifier, VerifierConfig};
 
 use crate::config::Settings;
 use crate::domain::{Password, Username};
 use crate::error::AuthError;
 use crate::keys::{KeyPolicy, KeyStore};
+use crate::ledger::{Lifetimes, MemoryLedger, RedisLedger, SessionLedger};
+use crate::pause::PausePoints;
 use crate::routes;
+use crate::state::AppState;
 use crate::store::UserStore;
 use crate::throttle::{LoginThrottle, MemoryThrottle, RedisThrottle, ThrottlePolicy};
 use crate::tokens::TokenIssuer;
@@ -24,25 +26,6 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// How long start-up waits for PostgreSQL and Redis before giving up.
 const DEPENDENCY_WAIT: Duration = Duration::from_secs(30);
 
-/// Everything a handler needs, shared by every worker.
-pub struct AppState {
-    pub users: UserStore,
-    pub tokens: TokenIssuer,
-    pub revocations: Arc<dyn RevocationStore>,
-    pub auth: web::Data<AuthContext>,
-    pub metrics: web::Data<Metrics>,
-    pub leeway: u64,
-    pub jwks_max_age: u64,
-    /// How long a rotated refresh token may be replayed for the same answer.
-    pub refresh_grace: Duration,
-    pub throttle: Arc<dyn LoginThrottle>,
-    pub cookie_secure: bool,
-    /// Seconds before expiry at which a cookie access token is renewed implicitly.
-    pub cookie_refresh_window: u64,
-    pub trusted_proxies: crate::throttle::TrustedProxies,
-    pub public_url: Option<String>,
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct StartupError(String);
@@ -50,6 +33,7 @@ pub struct StartupError(String);
 pub struct Application {
     port: u16,
     server: Server,
+    pauses: Arc<PausePoints>,
 }
 
 impl Application {
@@ -61,7 +45,7 @@ impl Application {
     /// beside books-service and sharing the in-process store with it.
     pub async fn build_with(
         settings: Settings,
-        revocations: Option<Arc<dyn RevocationStore>>,
+        revocations: Option<Arc<MemoryRevocations>>,
     ) -> Result<Self, StartupError> {
         let keys = Arc::new(
             KeyStore::open(
@@ -81,9 +65,18 @@ impl Application {
         .await
         .map_err(|e| StartupError(e.to_string()))?
         .map_err(|e| StartupError(format!("DATABASE_URL: {e}")))?;
-        let revocations = match revocations {
-            Some(shared) => shared,
-            None => revocation_store(&settings).await?,
+        let lifetimes = Lifetimes {
+            refresh_ttl: settings.refresh_ttl,
+            leeway: settings.leeway,
+            grace: Duration::from_secs(settings.refresh_grace_secs),
+        };
+        let (revocations, ledger) = match revocations {
+            Some(shared) => {
+                let ledger: Arc<dyn SessionLedger> =
+                    Arc::new(MemoryLedger::new(shared.clone(), lifetimes));
+                (shared as Arc<dyn RevocationCheck>, ledger)
+            }
+            None => revocation_stores(&settings, lifetimes).await?,
         };
         let throttle = login_throttle(&settings).await?;
         let users = UserStore::new(pool);
@@ -113,6 +106,7 @@ impl Application {
             accept_cookies: true,
         });
         let metrics = web::Data::new(Metrics::new("auth-service"));
+        let pauses = Arc::new(PausePoints::default());
         let state = web::Data::new(AppState {
             users,
             tokens: TokenIssuer {
@@ -122,17 +116,16 @@ impl Application {
                 access_ttl: settings.access_ttl,
                 refresh_ttl: settings.refresh_ttl,
             },
-            revocations,
+            ledger,
+            lifetimes,
             auth: auth.clone(),
             metrics: metrics.clone(),
-            leeway: settings.leeway,
             jwks_max_age: settings.jwks_max_age,
-            refresh_grace: Duration::from_secs(settings.refresh_grace_secs),
             throttle,
             cookie_secure: settings.cookie_secure,
-            cookie_refresh_window: settings.cookie_refresh_window,
             trusted_proxies: settings.trusted_proxies.clone(),
             public_url: settings.public_url.clone(),
+            pauses: pauses.clone(),
         });
 
         let bound = shared::server::bind(
@@ -143,25 +136,30 @@ impl Application {
                 cfg.app_data(state.clone())
                     .app_data(auth.clone())
                     .app_data(metrics.clone());
-                // One scope over every route, so cookie sessions get implicit refresh anywhere.
-                cfg.service(
-                    web::scope("")
-                        .wrap(from_fn(routes::session::implicit_refresh))
-                        .configure(routes::auth::config)
-                        .configure(routes::account::config)
-                        .configure(routes::session::config)
-                        .configure(routes::well_known::config)
-                        .configure(routes::health::config),
-                );
+                cfg.configure(routes::auth::config)
+                    .configure(routes::account::config)
+                    .configure(routes::session::config)
+                    .configure(routes::well_known::config)
+                    .configure(routes::health::config);
             },
         )
         .map_err(StartupError)?;
         let (port, server) = (bound.port, bound.server);
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            pauses,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The test hooks of this instance (see [`crate::pause`]); nothing is armed unless a test
+    /// arms it.
+    pub fn pause_points(&self) -> Arc<PausePoints> {
+        self.pauses.clone()
     }
 
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (up to 30 s) and returns.
@@ -205,21 +203,33 @@ async fn login_throttle(settings: &Settings) -> Result<Arc<dyn LoginThrottle>, S
     }
 }
 
-async fn revocation_store(settings: &Settings) -> Result<Arc<dyn RevocationStore>, StartupError> {
+/// Redis for both sides when configured; otherwise one in-process store, single node.
+async fn revocation_stores(
+    settings: &Settings,
+    lifetimes: Lifetimes,
+) -> Result<(Arc<dyn RevocationCheck>, Arc<dyn SessionLedger>), StartupError> {
     match &settings.redis_url {
         Some(url) => {
-            let store = shared::retry_with_backoff("redis", DEPENDENCY_WAIT, || {
-                RedisRevocations::connect(url, &settings.redis_key_prefix)
+            let prefix = &settings.redis_key_prefix;
+            let check = shared::retry_with_backoff("redis", DEPENDENCY_WAIT, || {
+                RedisRevocations::connect(url, prefix)
             })
             .await
             .map_err(|e| StartupError(format!("REDIS_URL: {e}")))?;
-            Ok(Arc::new(store))
+            let ledger = shared::retry_with_backoff("redis", DEPENDENCY_WAIT, || {
+                RedisLedger::connect(url, prefix, lifetimes)
+            })
+            .await
+            .map_err(|e| StartupError(format!("REDIS_URL: {e}")))?;
+            Ok((Arc::new(check), Arc::new(ledger)))
         }
         None => {
             tracing::warn!(
                 "REDIS_URL is not set: revocations are kept in this process only (single node)"
             );
-            Ok(Arc::new(MemoryRevocations::new()))
+            let store = Arc::new(MemoryRevocations::new());
+            let ledger = Arc::new(MemoryLedger::new(store.clone(), lifetimes));
+            Ok((store, ledger))
         }
     }
 }

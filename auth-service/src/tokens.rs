@@ -2,18 +2,18 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shared::{Claims, Role, TokenType};
 
 use crate::error::AuthError;
 use crate::keys::KeyStore;
 
-/// The token pair body of API.md.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// The token pair body.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
-    pub token_type: &'static str,
+    pub token_type: String,
     pub expires_in: u64,
     pub refresh_expires_in: u64,
 }
@@ -22,6 +22,13 @@ pub struct IssuedPair {
     pub body: TokenPair,
     pub access: Claims,
     pub refresh: Claims,
+}
+
+impl IssuedPair {
+    /// When the later of the two tokens was issued (ms): what the session ledger records.
+    pub fn issued_ms(&self) -> i64 {
+        self.access.issued_at_ms().max(self.refresh.issued_at_ms())
+    }
 }
 
 /// Who the tokens are for.
@@ -73,7 +80,7 @@ impl TokenIssuer {
             body: TokenPair {
                 access_token: self.sign(&access)?,
                 refresh_token: self.sign(&refresh)?,
-                token_type: "Bearer",
+                token_type: "Bearer".to_owned(),
                 expires_in: self.access_ttl,
                 refresh_expires_in: self.refresh_ttl,
             },
@@ -106,21 +113,6 @@ impl TokenIssuer {
             fam: Some(family.to_owned()),
             csrf: None,
         }
-    }
-
-    /// A new access token for the same session as `current` (implicit cookie refresh): never
-    /// fresh, a new `jti`, the same family and CSRF value.
-    pub fn renew_access(&self, current: &Claims) -> Result<String, AuthError> {
-        let now = shared::now_unix();
-        let claims = Claims {
-            jti: uuid::Uuid::now_v7().to_string(),
-            iat: now,
-            nbf: now,
-            exp: now + self.access_ttl as i64,
-            fresh: false,
-            ..current.clone()
-        };
-        self.sign(&claims)
     }
 
     pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {

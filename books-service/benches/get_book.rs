@@ -16,7 +16,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use diesel::RunQueryDsl;
 use serde_json::{json, Value};
 use shared::jwks::Jwks;
-use shared::revocation::{MemoryRevocations, RevocationStore};
+use shared::revocation::{MemoryRevocations, RevocationCheck};
 use shared::testing::{redis_url, TestDatabase};
 use shared::{KeySet, TokenVerifier, VerifierConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -165,7 +165,7 @@ async fn main() {
     // Wired as `spawn_stack_with` in tests/api/helpers.rs does, with one worker per server.
     let mut databases = Vec::new();
     let (backend, auth_db, books_db, store) = if sqlite {
-        let store: Arc<dyn RevocationStore> = Arc::new(MemoryRevocations::new());
+        let store = Arc::new(MemoryRevocations::new());
         let url = |name: &str| format!("sqlite://{}", in_dir(name));
         let backend = "SQLite + in-process revocations";
         (backend, url("auth.db"), url("books.db"), Some(store))
@@ -203,9 +203,12 @@ async fn main() {
         audience: settings.audience.clone(),
         leeway: settings.leeway,
     };
-    let app = books_service::Application::build_with(settings, store)
-        .await
-        .expect("books-service starts");
+    let app = books_service::Application::build_with(
+        settings,
+        store.map(|s| s as Arc<dyn RevocationCheck>),
+    )
+    .await
+    .expect("books-service starts");
     let books_port = app.port();
     let books = format!("http://127.0.0.1:{books_port}");
     tokio::spawn(app.run_until_stopped());

@@ -7,7 +7,7 @@ use actix_web::dev::Server;
 use actix_web::web;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use shared::jwks_cache::JwksCache;
-use shared::revocation::{MemoryRevocations, RevocationReplica, RevocationStore};
+use shared::revocation::{MemoryRevocations, RevocationCheck, RevocationReplica};
 use shared::{AuthContext, KeySet, Metrics, TokenVerifier, VerifierConfig};
 
 use crate::config::Settings;
@@ -20,7 +20,7 @@ const DEPENDENCY_WAIT: Duration = Duration::from_secs(30);
 
 pub struct AppState {
     pub books: BookStore,
-    pub revocations: Arc<dyn RevocationStore>,
+    pub revocations: Arc<dyn RevocationCheck>,
     pub keys: Arc<JwksCache>,
     pub metrics: web::Data<Metrics>,
 }
@@ -44,7 +44,7 @@ impl Application {
     /// and sharing its in-process store.
     pub async fn build_with(
         settings: Settings,
-        revocations: Option<Arc<dyn RevocationStore>>,
+        revocations: Option<Arc<dyn RevocationCheck>>,
     ) -> Result<Self, StartupError> {
         let database_url = settings.database_url.clone();
         let pool = tokio::task::spawn_blocking(move || {
@@ -54,7 +54,7 @@ impl Application {
         .map_err(|e| StartupError(e.to_string()))?
         .map_err(|e| StartupError(format!("DATABASE_URL: {e}")))?;
 
-        let revocations: Arc<dyn RevocationStore> = match (revocations, &settings.redis_url) {
+        let revocations: Arc<dyn RevocationCheck> = match (revocations, &settings.redis_url) {
             (Some(shared), _) => shared,
             (None, Some(url)) => RevocationReplica::start(
                 url.clone(),

@@ -11,7 +11,7 @@ use futures_util::future::{BoxFuture, LocalBoxFuture};
 
 use crate::claims::{AccessClaims, Claims, RefreshClaims, TokenType};
 use crate::error::TokenError;
-use crate::revocation::RevocationStore;
+use crate::revocation::RevocationCheck;
 use crate::verifier::TokenVerifier;
 
 pub const ACCESS_COOKIE: &str = "access_token_cookie";
@@ -36,7 +36,7 @@ pub enum TokenSource {
 /// Everything the extractors need, registered once as `web::Data<AuthContext>`.
 pub struct AuthContext {
     pub verifier: Arc<TokenVerifier>,
-    pub revocations: Arc<dyn RevocationStore>,
+    pub revocations: Arc<dyn RevocationCheck>,
     pub key_refresher: Option<Arc<dyn KeyRefresher>>,
     /// Accept tokens from cookies (with double-submit CSRF) when no `Authorization` header is sent.
     pub accept_cookies: bool,

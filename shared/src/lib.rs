@@ -25,7 +25,7 @@ pub use claims::{AccessClaims, Claims, RefreshClaims, Role, TokenType};
 pub use error::{ErrorBody, ErrorCode, TokenError};
 pub use extract::{AuthContext, KeyRefresher, MaybeAccessClaims, TokenSource};
 pub use metrics::Metrics;
-pub use revocation::{Revocation, RevocationEntry, RevocationStore};
+pub use revocation::{entry_expiry, Revocation, RevocationCheck, RevocationEntry, UserCutoff};
 pub use verifier::{KeySet, TokenVerifier, VerifierConfig};
 
 /// Seconds since the Unix epoch.

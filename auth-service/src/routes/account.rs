@@ -3,13 +3,13 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use shared::{AccessClaims, Revocation, RevocationEntry, Role};
+use shared::{AccessClaims, Role};
 
 use crate::domain::Password;
 use crate::error::AuthError;
-use crate::password::{self, Verdict};
-use crate::routes::auth::{argon2, UserBody};
-use crate::startup::AppState;
+use crate::routes::dto::UserBody;
+use crate::sessions;
+use crate::state::AppState;
 use shared::api_errors;
 use shared::openapi::RoleSchema;
 
@@ -17,28 +17,6 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/logout-all", web::post().to(logout_all))
         .route("/auth/password", web::post().to(change_password))
         .route("/auth/users/{id}/roles", web::put().to(set_roles));
-}
-
-/// Revokes every token of `sub` issued until now (but `except_jti`), on every instance.
-pub async fn revoke_user(
-    state: &AppState,
-    sub: &str,
-    except_jti: Option<String>,
-) -> Result<(), AuthError> {
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let longest_life = (state.tokens.refresh_ttl + state.leeway) as i64;
-    state
-        .revocations
-        .revoke(RevocationEntry {
-            target: Revocation::UserBefore {
-                sub: sub.to_owned(),
-                before_ms: now_ms,
-                except_jti,
-            },
-            expires_at: now_ms / 1000 + 1 + longest_life,
-        })
-        .await?;
-    Ok(())
 }
 
 api_errors!(LogoutAllErrors: TOKEN + [CsrfFailed]);
@@ -59,7 +37,7 @@ async fn logout_all(
     claims: AccessClaims,
 ) -> Result<HttpResponse, AuthError> {
     // Any authenticated user, for their own sessions.
-    revoke_user(&state, &claims.sub, None).await?;
+    sessions::end_all(&state, &claims.sub, None).await?;
     state.metrics.inc("auth_logout_all_total");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -105,23 +83,7 @@ async fn change_password(
 ) -> Result<HttpResponse, AuthError> {
     claims.require_fresh()?;
     let (current_password, new_password) = body.into_inner().parse()?;
-    let user = state
-        .users
-        .by_id(claims.sub.clone())
-        .await?
-        .ok_or(shared::TokenError::Invalid("the user no longer exists"))?;
-    let stored = user.password_hash.clone();
-    let verdict = argon2(move || password::verify(&current_password, Some(&stored))).await?;
-    if !matches!(verdict, Verdict::Valid { .. }) {
-        return Err(AuthError::InvalidCredentials);
-    }
-    let hash = argon2(move || password::hash(&new_password))
-        .await?
-        .map_err(|e| AuthError::Unexpected(e.to_string()))?;
-    state.users.set_password_hash(user.id.clone(), hash).await?;
-    // Every other session ends; the token that made the change stays valid until it expires.
-    revoke_user(&state, &user.id, Some(claims.jti.clone())).await?;
-    state.metrics.inc("auth_password_changes_total");
+    sessions::change_password(&state, &claims, current_password, new_password).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -182,13 +144,6 @@ async fn set_roles(
     claims.require_role(Role::Admin)?;
     claims.require_fresh()?;
     let roles = body.parse()?;
-    let user = state
-        .users
-        .set_roles(id.into_inner(), roles)
-        .await?
-        .ok_or(AuthError::NotFound("no such user"))?;
-    // Old roles must not linger in tokens issued before the change.
-    revoke_user(&state, &user.id, None).await?;
-    state.metrics.inc("auth_role_changes_total");
+    let user = sessions::set_roles(&state, id.into_inner(), roles).await?;
     Ok(HttpResponse::Ok().json(UserBody::of(&user, true)))
 }

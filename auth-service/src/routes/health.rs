@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use shared::{ErrorBody, ErrorCode};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use shared::api_errors;
 
 /// The operational routes, and this service's OpenAPI document.
@@ -31,17 +31,17 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         tracing::warn!(error = %err, "readiness: database");
         problems.insert("database".to_owned(), "unreachable".to_owned());
     }
-    if let Err(err) = state.revocations.ready().await {
+    if let Err(err) = state.auth.revocations.ready().await {
         tracing::warn!(error = %err, "readiness: revocation store");
         problems.insert(
-            state.revocations.kind().to_owned(),
+            state.auth.revocations.kind().to_owned(),
             "unreachable".to_owned(),
         );
     }
     if problems.is_empty() {
         HttpResponse::Ok().json(serde_json::json!({
             "status": "ready",
-            "revocation_store": state.revocations.kind(),
+            "revocation_store": state.auth.revocations.kind(),
         }))
     } else {
         ErrorBody::new(

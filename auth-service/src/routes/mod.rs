@@ -1,6 +1,26 @@
+//! HTTP only: each module parses requests, checks the caller and calls a use case
+//! (`login`, `sessions`, the stores); none imports `startup`.
+
 pub mod account;
 pub mod auth;
+pub mod cookies;
+pub mod dto;
 pub mod health;
 pub mod openapi;
 pub mod session;
 pub mod well_known;
+
+use actix_web::HttpRequest;
+
+use crate::state::AppState;
+
+/// The client's address as the throttles and the refresh grace see it (trusted proxies honoured).
+pub fn client_address(req: &HttpRequest, state: &AppState) -> String {
+    crate::throttle::client_address(
+        req.peer_addr().map(|a| a.ip()),
+        req.headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok()),
+        &state.trusted_proxies,
+    )
+}

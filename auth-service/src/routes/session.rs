@@ -1,105 +1,19 @@
-//! Cookie mode (Flask-JWT-Extended's browser mode): tokens in `HttpOnly` cookies, a readable
-//! `csrf_access_token` cookie whose value is also bound into the tokens, and the double-submit
-//! check on every state-changing request (done by the shared extractors, in both services).
+//! `/auth/session`: cookie login and cookie logout (see `cookies` for the cookie rules).
 
-use actix_web::body::MessageBody;
-use actix_web::cookie::{time, Cookie, SameSite};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
-use actix_web::middleware::Next;
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
-use shared::extract::{ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE};
-use shared::{AccessClaims, Revocation, RevocationEntry, TokenType};
+use actix_web::{web, HttpRequest, HttpResponse};
+use shared::AccessClaims;
 
 use crate::error::AuthError;
-use crate::routes::auth::{authenticate, Credentials};
-use crate::startup::AppState;
+use crate::login;
+use crate::routes::dto::Credentials;
+use crate::routes::{client_address, cookies};
+use crate::sessions;
+use crate::state::AppState;
 use shared::api_errors;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/session", web::post().to(create_session))
         .route("/auth/session", web::delete().to(end_session));
-}
-
-/// The refresh cookie is only ever sent to auth-service's own paths.
-const REFRESH_COOKIE_PATH: &str = "/auth";
-
-fn cookie<'c>(
-    name: &'c str,
-    value: String,
-    max_age: i64,
-    http_only: bool,
-    secure: bool,
-) -> Cookie<'c> {
-    let path = if name == REFRESH_COOKIE {
-        REFRESH_COOKIE_PATH
-    } else {
-        "/"
-    };
-    Cookie::build(name, value)
-        .path(path)
-        .http_only(http_only)
-        .secure(secure)
-        .same_site(SameSite::Lax)
-        .max_age(time::Duration::seconds(max_age))
-        .finish()
-}
-
-/// Sets the three cookies of a cookie session on `response`.
-pub fn set_session_cookies(
-    response: &mut HttpResponseBuilder,
-    state: &AppState,
-    access: &str,
-    refresh: &str,
-    csrf: &str,
-) {
-    let secure = state.cookie_secure;
-    let refresh_ttl = state.tokens.refresh_ttl as i64;
-    response
-        .cookie(cookie(
-            ACCESS_COOKIE,
-            access.to_owned(),
-            refresh_ttl,
-            true,
-            secure,
-        ))
-        .cookie(cookie(
-            REFRESH_COOKIE,
-            refresh.to_owned(),
-            refresh_ttl,
-            true,
-            secure,
-        ))
-        .cookie(cookie(
-            CSRF_COOKIE,
-            csrf.to_owned(),
-            refresh_ttl,
-            false,
-            secure,
-        ));
-}
-
-/// Whether this request carries its refresh token in the cookie (so the answer sets cookies).
-pub fn refresh_from_cookie(req: &HttpRequest) -> bool {
-    !req.headers()
-        .contains_key(actix_web::http::header::AUTHORIZATION)
-        && req.cookie(REFRESH_COOKIE).is_some()
-}
-
-/// The answer to a cookie-carried refresh: the pair as JSON, and as renewed cookies.
-pub fn cookie_refresh_response(state: &AppState, pair_json: String, csrf: &str) -> HttpResponse {
-    let pair: serde_json::Value = serde_json::from_str(&pair_json).unwrap_or_default();
-    let token = |name: &str| pair[name].as_str().unwrap_or_default().to_owned();
-    let mut response = HttpResponse::Ok();
-    response.insert_header(("Cache-Control", "no-store"));
-    set_session_cookies(
-        &mut response,
-        state,
-        &token("access_token"),
-        &token("refresh_token"),
-        csrf,
-    );
-    response.content_type("application/json").body(pair_json)
 }
 
 api_errors!(CreateSessionErrors: JSON_BODY + [InvalidCredentials, RateLimited, Unavailable]);
@@ -127,16 +41,13 @@ async fn create_session(
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, AuthError> {
     let csrf = uuid::Uuid::new_v4().simple().to_string();
-    let pair = authenticate(&state, &req, body.into_inner(), Some(csrf.clone())).await?;
+    let Credentials { username, password } = body.into_inner();
+    let address = client_address(&req, &state);
+    let pair =
+        login::authenticate(&state, &address, &username, password, Some(csrf.clone())).await?;
     let mut response = HttpResponse::NoContent();
     response.insert_header(("Cache-Control", "no-store"));
-    set_session_cookies(
-        &mut response,
-        &state,
-        &pair.body.access_token,
-        &pair.body.refresh_token,
-        &csrf,
-    );
+    cookies::set_session_cookies(&mut response, &state, &pair.body, &csrf);
     Ok(response.finish())
 }
 
@@ -159,83 +70,9 @@ async fn end_session(
     claims: AccessClaims,
 ) -> Result<HttpResponse, AuthError> {
     // The extractor already required the CSRF header for this cookie-carried DELETE.
-    let leeway = state.leeway as i64;
-    let longest = shared::now_unix() + (state.tokens.refresh_ttl + state.leeway) as i64;
-    let mut entries = vec![RevocationEntry {
-        target: Revocation::Token {
-            jti: claims.jti.clone(),
-        },
-        expires_at: claims.exp + leeway,
-    }];
-    if let Some(fam) = &claims.fam {
-        entries.push(RevocationEntry {
-            target: Revocation::Family { fam: fam.clone() },
-            expires_at: longest,
-        });
-    }
-    for entry in entries {
-        state.revocations.revoke(entry).await?;
-    }
+    sessions::end_session(&state, &claims).await?;
     let mut response = HttpResponse::NoContent();
-    for name in [ACCESS_COOKIE, REFRESH_COOKIE, CSRF_COOKIE] {
-        response.cookie(cookie(
-            name,
-            String::new(),
-            0,
-            name != CSRF_COOKIE,
-            state.cookie_secure,
-        ));
-    }
+    cookies::clear_session_cookies(&mut response, &state);
     state.metrics.inc("auth_cookie_logouts_total");
     Ok(response.finish())
-}
-
-/// Implicit refresh: a successful request carrying a cookie access token close to expiry gets a
-/// new access cookie (not fresh, same session and CSRF value), so browsers never see a 401 for
-/// an expired token while their refresh token is alive.
-pub async fn implicit_refresh(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let renewal = renewal_candidate(&req).await;
-    let mut response = next.call(req).await?;
-    let Some((state, claims)) = renewal else {
-        return Ok(response);
-    };
-    if !response.status().is_success() || response.request().method() == Method::DELETE {
-        return Ok(response);
-    }
-    match state.tokens.renew_access(&claims) {
-        Ok(token) => {
-            let access = cookie(
-                ACCESS_COOKIE,
-                token,
-                state.tokens.refresh_ttl as i64,
-                true,
-                state.cookie_secure,
-            );
-            if let Err(err) = response.response_mut().add_cookie(&access) {
-                tracing::warn!(error = %err, "could not set the renewed access cookie");
-            } else {
-                state.metrics.inc("auth_implicit_refreshes_total");
-            }
-        }
-        Err(err) => tracing::warn!(error = %err, "implicit refresh failed"),
-    }
-    Ok(response)
-}
-
-async fn renewal_candidate(req: &ServiceRequest) -> Option<(web::Data<AppState>, shared::Claims)> {
-    if req
-        .headers()
-        .contains_key(actix_web::http::header::AUTHORIZATION)
-    {
-        return None;
-    }
-    let token = req.cookie(ACCESS_COOKIE)?.value().to_owned();
-    let state = req.app_data::<web::Data<AppState>>()?.clone();
-    let claims = state.auth.verify(&token, TokenType::Access).await.ok()?;
-    let remaining = claims.exp - shared::now_unix();
-    (claims.csrf.is_some() && remaining <= state.cookie_refresh_window as i64)
-        .then_some((state, claims))
 }

@@ -1,4 +1,5 @@
-//! Cookie mode: HttpOnly token cookies, double-submit CSRF, implicit refresh, cookie logout.
+//! Cookie mode: HttpOnly token cookies, double-submit CSRF, cookie refresh, cookie logout; and
+//! no cookie is ever set outside those three answers.
 
 use std::collections::HashMap;
 
@@ -10,7 +11,10 @@ use crate::helpers::{assert_error, payload, spawn_app_with, Backend, TestApp, PA
 
 both_backends!(
     a_cookie_session_works_with_csrf_and_ends_cleanly,
-    cookies_near_expiry_are_renewed_implicitly,
+    logout_with_near_expiry_cookies_sets_no_new_cookie,
+    no_answer_but_login_refresh_and_logout_sets_cookies,
+    a_cookie_login_over_another_users_cookies_sets_only_the_new_ones,
+    cookie_refresh_body_carries_no_token,
 );
 
 /// `name -> (value, attributes)` of every `Set-Cookie` in a response.
@@ -159,27 +163,115 @@ async fn a_cookie_session_works_with_csrf_and_ends_cleanly(backend: Backend) {
     assert_error(replayed, StatusCode::UNAUTHORIZED, "token_revoked").await;
 }
 
-async fn cookies_near_expiry_are_renewed_implicitly(backend: Backend) {
-    // A window as long as the token's life: every cookie request renews.
-    let app = spawn_app_with(backend, &[("AUTH_COOKIE_REFRESH_WINDOW", "900")]).await;
+/// Finding 3: implicit renewal answered `POST /auth/logout` with 204 *and* a new valid access
+/// cookie. Tokens here live 60 s, well inside the old 300 s renewal window.
+async fn logout_with_near_expiry_cookies_sets_no_new_cookie(backend: Backend) {
+    let app = spawn_app_with(backend, &[("ACCESS_TOKEN_TTL", "60")]).await;
     let (mut browser, _) = log_in(&app, "zora").await;
-    let before = browser.cookies["access_token_cookie"].clone();
+    let csrf = browser.csrf();
+    let access = browser.cookies["access_token_cookie"].clone();
 
-    let response = browser.send(Method::GET, "/auth/me", None).await;
+    let logout = browser
+        .send(Method::POST, "/auth/logout", Some(&csrf))
+        .await;
+
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    assert!(
+        set_cookies(&logout).is_empty(),
+        "{:?}",
+        set_cookies(&logout)
+    );
+    assert_eq!(browser.cookies["access_token_cookie"], access);
+    let me = browser.send(Method::GET, "/auth/me", None).await;
+    assert_error(me, StatusCode::UNAUTHORIZED, "token_revoked").await;
+
+    let (mut other, _) = log_in(&app, "zeno").await;
+    let csrf = other.csrf();
+    let all = other
+        .send(Method::POST, "/auth/logout-all", Some(&csrf))
+        .await;
+    assert_eq!(all.status(), StatusCode::NO_CONTENT);
+    assert!(set_cookies(&all).is_empty());
+    let me = other.send(Method::GET, "/auth/me", None).await;
+    assert_error(me, StatusCode::UNAUTHORIZED, "token_revoked").await;
+}
+
+/// Finding 3: renewal worked on `GET /healthz` and put `Set-Cookie` on `Cache-Control: public`
+/// answers (JWKS, discovery), so a stolen access cookie lived forever.
+async fn no_answer_but_login_refresh_and_logout_sets_cookies(backend: Backend) {
+    let app = spawn_app_with(backend, &[("ACCESS_TOKEN_TTL", "60")]).await;
+    let (mut browser, _) = log_in(&app, "ursula").await;
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/auth/me",
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+        "/openapi.json",
+    ] {
+        let response = browser.send(Method::GET, path, None).await;
+        assert!(response.status().is_success(), "{path}");
+        assert!(set_cookies(&response).is_empty(), "{path} set a cookie");
+    }
+}
+
+/// Finding 3: `POST /auth/session` while holding another user's cookies appended the old user's
+/// renewed cookie after the new ones, so the browser kept the old session.
+async fn a_cookie_login_over_another_users_cookies_sets_only_the_new_ones(backend: Backend) {
+    let app = spawn_app_with(backend, &[("ACCESS_TOKEN_TTL", "60")]).await;
+    let (mut browser, _) = log_in(&app, "mallory").await;
+    app.register("alice", PASSWORD).await;
+
+    let response = browser
+        .app
+        .client
+        .post(app.url("/auth/session"))
+        .header("cookie", browser.cookie_header())
+        .json(&json!({ "username": "alice", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let lines = response.headers().get_all("set-cookie").iter().count();
+    assert_eq!(lines, 3, "one of each cookie, no more");
+    let cookies = set_cookies(&response);
+    assert_eq!(
+        payload(&cookies["access_token_cookie"].0)["username"],
+        "alice"
+    );
+    browser.cookies = cookies.into_iter().map(|(k, (v, _))| (k, v)).collect();
+    let me: serde_json::Value = browser
+        .send(Method::GET, "/auth/me", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], "alice");
+}
+
+/// Finding 10: a cookie-mode refresh returned both tokens in its JSON body, so page scripts
+/// could read the 30-day refresh token that the HttpOnly cookie is meant to hide.
+async fn cookie_refresh_body_carries_no_token(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    let (mut browser, _) = log_in(&app, "petra").await;
+    let csrf = browser.csrf();
+    let old_refresh = browser.cookies["refresh_token_cookie"].clone();
+
+    let response = browser
+        .send(Method::POST, "/auth/refresh", Some(&csrf))
+        .await;
 
     assert_eq!(response.status(), StatusCode::OK);
-    let after = browser.cookies["access_token_cookie"].clone();
-    assert_ne!(after, before);
-    let (old, new) = (payload(&before), payload(&after));
-    assert_ne!(new["jti"], old["jti"]);
-    assert_eq!(new["fresh"], false);
-    assert_eq!(new["csrf"], old["csrf"]);
-    assert_eq!(new["fam"], old["fam"]);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body.get("access_token").is_none(), "{body}");
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"].as_u64().is_some_and(|s| s > 0));
+    assert_ne!(browser.cookies["refresh_token_cookie"], old_refresh);
     assert_eq!(
         browser.send(Method::GET, "/auth/me", None).await.status(),
         StatusCode::OK
     );
-    // Bearer requests never get cookies.
-    let bearer = app.me(&after).await;
-    assert!(set_cookies(&bearer).is_empty());
 }

@@ -22,6 +22,8 @@ pub use shared::testing::{payload, redis_url, TestDatabase};
 
 pub struct TestApp {
     pub address: String,
+    /// This instance's test hooks (`auth_service::pause`).
+    pub pauses: std::sync::Arc<auth_service::pause::PausePoints>,
     pub client: reqwest::Client,
     pub database_url: String,
     pub redis_prefix: String,
@@ -75,8 +77,10 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     }
     let settings = Settings::from_vars(vars.clone()).expect("test settings");
     let leeway = settings.leeway;
+    let (address, pauses) = start(settings).await;
     TestApp {
-        address: start(settings).await,
+        address,
+        pauses,
         vars,
         client: reqwest::Client::new(),
         database_url,
@@ -87,11 +91,12 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     }
 }
 
-async fn start(settings: Settings) -> String {
+async fn start(settings: Settings) -> (String, std::sync::Arc<auth_service::pause::PausePoints>) {
     let app = Application::build(settings).await.expect("app starts");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let pauses = app.pause_points();
     tokio::spawn(app.run_until_stopped());
-    address
+    (address, pauses)
 }
 
 /// A token pair as returned by login and refresh.
@@ -105,9 +110,27 @@ impl TestApp {
     /// A second instance on the same database, Redis prefix and keys: a copy of this app's
     /// address book entry with another address.
     pub async fn another_instance(&self) -> TestApp {
+        let (address, pauses) =
+            start(Settings::from_vars(self.vars.clone()).expect("settings")).await;
         TestApp {
-            address: start(Settings::from_vars(self.vars.clone()).expect("settings")).await,
+            address,
+            pauses,
             client: reqwest::Client::new(),
+            database_url: self.database_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            leeway: self.leeway,
+            vars: self.vars.clone(),
+            _database: None,
+            _dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// Another handle on this same running instance, to move into a spawned task.
+    pub fn clone_handle(&self) -> TestApp {
+        TestApp {
+            address: self.address.clone(),
+            pauses: self.pauses.clone(),
+            client: self.client.clone(),
             database_url: self.database_url.clone(),
             redis_prefix: self.redis_prefix.clone(),
             leeway: self.leeway,

@@ -3,6 +3,8 @@ mod helpers;
 mod accounts;
 mod cookies;
 mod discovery;
+mod ledger;
 mod openapi;
+mod races;
 mod sessions;
 mod throttling;

@@ -20,7 +20,72 @@ both_backends!(
     admins_change_roles_with_a_fresh_token_and_old_tokens_die,
     logout_revokes_both_tokens,
     logout_without_a_body_revokes_the_access_token,
+    a_grace_replay_from_another_client_is_reuse,
+    a_revoked_token_is_refused_through_its_last_second,
 );
+
+/// Finding 11: the grace replay handed the new pair to whoever presented the old token within
+/// 5 s. Now only the client that rotated (address and user agent) gets it; anyone else trips
+/// reuse detection and the session ends.
+async fn a_grace_replay_from_another_client_is_reuse(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_REFRESH_GRACE", "5")]).await;
+    let stolen = app.signed_up("gina").await;
+    let refresh_as = |agent: &'static str, token: String| {
+        let request = app
+            .client
+            .post(app.url("/auth/refresh"))
+            .header("user-agent", agent)
+            .bearer_auth(token);
+        async move { request.send().await.unwrap() }
+    };
+    let owner = refresh_as("owner-browser/1.0", stolen.refresh.clone()).await;
+    assert_eq!(owner.status(), StatusCode::OK);
+    let owner = tokens(owner).await;
+
+    let replayed = refresh_as("thief/2.0", stolen.refresh.clone()).await;
+
+    assert_error(replayed, StatusCode::UNAUTHORIZED, "refresh_token_reused").await;
+    assert_error(
+        app.me(&owner.access).await,
+        StatusCode::UNAUTHORIZED,
+        "token_revoked",
+    )
+    .await;
+    let retry = refresh_as("owner-browser/1.0", stolen.refresh).await;
+    assert_eq!(retry.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Finding 12: an entry expired at `exp + leeway` while verifiers accept a token until the end
+/// of that second, so a revoked token was accepted again during its last second. Polled every
+/// 50 ms from logout to expiry: never a 200.
+async fn a_revoked_token_is_refused_through_its_last_second(backend: Backend) {
+    let app = spawn_app_with(backend, &[("ACCESS_TOKEN_TTL", "1"), ("JWT_LEEWAY", "1")]).await;
+    let tokens = app.signed_up("hank").await;
+    let logout = app
+        .client
+        .post(app.url("/auth/logout"))
+        .bearer_auth(&tokens.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let response = app.me(&tokens.access).await;
+        assert_ne!(
+            response.status(),
+            StatusCode::OK,
+            "a revoked token was accepted"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        if body["error"] == "token_expired" {
+            break;
+        }
+        assert_eq!(body["error"], "token_revoked");
+        assert!(std::time::Instant::now() < deadline, "never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
 
 async fn token_types_are_not_interchangeable(backend: Backend) {
     let app = spawn_app(backend).await;

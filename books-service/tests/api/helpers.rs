@@ -8,7 +8,7 @@ use std::sync::Arc;
 use diesel::RunQueryDsl;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
-use shared::revocation::{MemoryRevocations, RevocationStore};
+use shared::revocation::{MemoryRevocations, RevocationCheck};
 
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -69,7 +69,7 @@ pub async fn spawn_stack_with(
         Backend::Sqlite => (
             format!("sqlite://{}", dir.path().join("auth.db").display()),
             format!("sqlite://{}", dir.path().join("books.db").display()),
-            Some(Arc::new(MemoryRevocations::new()) as Arc<dyn RevocationStore>),
+            Some(Arc::new(MemoryRevocations::new())),
         ),
     };
     let mut common = vec![
@@ -105,9 +105,12 @@ pub async fn spawn_stack_with(
         books_vars.insert((*k).to_owned(), (*v).to_owned());
     }
     let books_settings = books_service::Settings::from_vars(books_vars).expect("books settings");
-    let books_app = books_service::Application::build_with(books_settings, shared_store)
-        .await
-        .expect("books-service starts");
+    let books_app = books_service::Application::build_with(
+        books_settings,
+        shared_store.map(|s| s as Arc<dyn RevocationCheck>),
+    )
+    .await
+    .expect("books-service starts");
     let books = format!("http://127.0.0.1:{}", books_app.port());
     let books_keys = books_app.keys();
     tokio::spawn(books_app.run_until_stopped());

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix_web::web;
-use shared::revocation::{MemoryRevocations, RevocationStore};
+use shared::revocation::{MemoryRevocations, RevocationCheck};
 
 pub struct StackConfig {
     pub listen: SocketAddr,
@@ -54,7 +54,7 @@ pub async fn run(config: StackConfig) -> Result<(), String> {
     let admin_password =
         (first_start && !configured_admin).then(|| uuid::Uuid::new_v4().simple().to_string());
 
-    let revocations: Arc<dyn RevocationStore> = Arc::new(MemoryRevocations::new());
+    let revocations = Arc::new(MemoryRevocations::new());
     let mut auth_overrides = vec![
         ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
         ("DATABASE_URL", format!("sqlite://{data}/auth.db")),
@@ -82,9 +82,12 @@ pub async fn run(config: StackConfig) -> Result<(), String> {
         ("JWKS_URL", format!("{auth_url}/.well-known/jwks.json")),
     ]))
     .map_err(|e| e.to_string())?;
-    let books = books_service::Application::build_with(books_settings, Some(revocations))
-        .await
-        .map_err(|e| format!("books-service failed to start: {e}"))?;
+    let books = books_service::Application::build_with(
+        books_settings,
+        Some(revocations as Arc<dyn RevocationCheck>),
+    )
+    .await
+    .map_err(|e| format!("books-service failed to start: {e}"))?;
 
     let upstreams = web::Data::new(proxy::Upstreams {
         auth: auth_url,

@@ -362,7 +362,7 @@ async function run(report) {
       const shortPort = await freePort();
       const shortBase = `http://127.0.0.1:${shortPort}`;
       shortStack = startStack(shortDataDir, shortPort,
-        { ACCESS_TOKEN_TTL: '1', JWT_LEEWAY: '0', AUTH_COOKIE_REFRESH_WINDOW: '0' });
+        { ACCESS_TOKEN_TTL: '1', JWT_LEEWAY: '0' });
       const shortPassword = await shortStack.ready;
       await waitReady(shortBase);
       const context = await browser.newContext();

@@ -1,11 +1,15 @@
-//! Revocation: what has been revoked, and the stores that remember it for exactly as long as the
-//! revoked tokens could still be presented.
+//! Revocation: what has been revoked, and the read side every verifier needs to honour it.
 //!
 //! Three kinds of entry cover every way a token dies early: one token (`jti`), a whole refresh
 //! family (everything descending from one login) and a per-user cut-off (every token of the user
-//! issued at or before a moment). An entry expires when the last token it could match expires,
-//! so nothing outlives its token.
+//! issued at or before a moment). An entry lives until the last token it could match is no longer
+//! accepted by any verifier ([`entry_expiry`]), so nothing outlives its token and no token
+//! outlives its entry.
+//!
+//! Only auth-service writes entries (its session ledger); verifiers read them through the narrow
+//! [`RevocationCheck`] trait.
 
+mod cutoff;
 mod memory;
 mod redis_store;
 mod replica;
@@ -15,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::claims::Claims;
 
+pub use cutoff::UserCutoff;
 pub use memory::MemoryRevocations;
 pub use redis_store::{connect as connect_redis, RedisRevocations, RevocationKeys};
 pub use replica::RevocationReplica;
@@ -28,13 +33,21 @@ pub enum Revocation {
     /// Every token of one refresh family.
     Family { fam: String },
     /// Every token of user `sub` issued at or before `before_ms` (Unix milliseconds), except
-    /// the one token `except_jti` (the session that asked for it, e.g. a password change).
+    /// the one token `except_jti` (the session that asked for it, e.g. a password change); and,
+    /// with no exception, every token issued at or before `strict_before_ms`. Stored merged:
+    /// see [`UserCutoff::merge`] for why a later cut-off can never widen an earlier one.
     UserBefore {
         sub: String,
         before_ms: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         except_jti: Option<String>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        strict_before_ms: i64,
     },
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 impl Revocation {
@@ -43,20 +56,17 @@ impl Revocation {
         match self {
             Revocation::Token { jti } => *jti == claims.jti,
             Revocation::Family { fam } => claims.fam.as_deref() == Some(fam.as_str()),
-            Revocation::UserBefore {
-                sub,
-                before_ms,
-                except_jti,
-            } => {
+            Revocation::UserBefore { sub, .. } => {
                 *sub == claims.sub
-                    && claims.issued_at_ms() <= *before_ms
-                    && except_jti.as_deref() != Some(claims.jti.as_str())
+                    && UserCutoff::of(self)
+                        .is_some_and(|cut| cut.kills(claims.issued_at_ms(), &claims.jti))
             }
         }
     }
 }
 
-/// A revocation and the Unix time after which it no longer matters.
+/// A revocation and the Unix time (seconds) from which it no longer matters: it matches tokens
+/// while `now < expires_at`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationEntry {
     #[serde(flatten)]
@@ -64,52 +74,36 @@ pub struct RevocationEntry {
     pub expires_at: i64,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("revocation store unavailable: {0}")]
-pub struct StoreUnavailable(pub String);
-
-impl From<redis::RedisError> for StoreUnavailable {
-    fn from(err: redis::RedisError) -> Self {
-        StoreUnavailable(err.to_string())
+impl RevocationEntry {
+    pub fn is_live(&self, now: i64) -> bool {
+        self.expires_at > now
     }
 }
 
-/// Where revocations live. Implementations keep every entry until its `expires_at` and no longer.
-pub trait RevocationStore: Send + Sync + 'static {
-    /// Records a revocation; entries already past `expires_at` are ignored.
-    fn revoke(&self, entry: RevocationEntry) -> BoxFuture<'_, Result<(), StoreUnavailable>>;
+/// The one expiry rule of every entry: a verifier accepts a token while `now <= exp + leeway`
+/// (whole seconds), so the entry must still match at that second and may go one second later.
+pub fn entry_expiry(last_exp: i64, leeway: u64) -> i64 {
+    last_exp + leeway as i64 + 1
+}
 
-    /// Whether any recorded revocation matches these claims.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreUnavailable {
+    #[error("revocation store unavailable: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("revocation store unavailable: {0}")]
+    Other(String),
+}
+
+/// The read side of revocations: all a verifier needs.
+pub trait RevocationCheck: Send + Sync + 'static {
+    /// Whether any recorded revocation matches these claims. Fails (and the caller answers 503)
+    /// when the answer cannot be trusted.
     fn is_revoked<'a>(
         &'a self,
         claims: &'a Claims,
     ) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
 
-    /// Marks a refresh token as used. `true` the first time for a `jti`, `false` ever after
-    /// (until `expires_at`); atomic across every instance sharing the store.
-    fn spend_once<'a>(
-        &'a self,
-        jti: &'a str,
-        expires_at: i64,
-    ) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
-
-    /// Remembers, for `grace`, the answer given when refresh token `jti` was rotated, so a client
-    /// retrying the same refresh after a network error gets the same pair instead of tripping
-    /// reuse detection.
-    fn record_rotation<'a>(
-        &'a self,
-        jti: &'a str,
-        answer: String,
-        grace: std::time::Duration,
-    ) -> BoxFuture<'a, Result<(), StoreUnavailable>>;
-
-    /// The answer recorded by [`RevocationStore::record_rotation`], while its grace lasts.
-    fn rotation<'a>(
-        &'a self,
-        jti: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, StoreUnavailable>>;
-
-    /// Whether the store can be reached right now (for `/readyz`).
+    /// Whether revocations can be checked right now (for `/readyz`).
     fn ready(&self) -> BoxFuture<'_, Result<(), StoreUnavailable>>;
 
     /// A short name for logs and readiness output.

@@ -1,6 +1,7 @@
-//! Revocations in Redis, shared by every instance. Each entry is a key whose TTL is the remaining
-//! life of the tokens it matches, and each new entry is also published on a channel so resource
-//! servers can keep a local replica instead of asking Redis on every request.
+//! Revocations in Redis, shared by every instance. Each entry is a key that expires with the last
+//! token it matches, and each new entry is also published on a channel so resource servers can
+//! keep a local replica instead of asking Redis on every request. auth-service writes them (its
+//! session ledger); this is the read side.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
-use super::{Revocation, RevocationEntry, RevocationStore, StoreUnavailable};
+use super::{Revocation, RevocationCheck, RevocationEntry, StoreUnavailable};
 use crate::claims::Claims;
 use crate::now_unix;
 
@@ -53,6 +54,11 @@ impl RevocationKeys {
         format!("{}spent:{jti}", self.prefix)
     }
 
+    /// auth-service's per-user bookkeeping: the cut-off generation and the latest issue time.
+    pub fn user_ledger(&self, sub: &str) -> String {
+        format!("{}ledger:user:{sub}", self.prefix)
+    }
+
     /// `SCAN MATCH` pattern for every revocation entry (spent markers excluded).
     pub fn entry_pattern(&self) -> String {
         format!("{}revoked:*", self.prefix)
@@ -94,32 +100,6 @@ impl RedisRevocations {
         &self.keys
     }
 
-    async fn revoke_entry(&self, entry: RevocationEntry) -> Result<(), StoreUnavailable> {
-        let ttl = entry.expires_at - now_unix();
-        if ttl <= 0 {
-            return Ok(());
-        }
-        let key = self.keys.entry(&entry.target);
-        let json = serde_json::to_string(&entry).map_err(|e| StoreUnavailable(e.to_string()))?;
-        let mut connection = self.connection.clone();
-        // One MULTI: a revocation is never stored without being announced, nor the reverse.
-        redis::pipe()
-            .atomic()
-            .cmd("SET")
-            .arg(&key)
-            .arg(&json)
-            .arg("EX")
-            .arg(ttl)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(self.keys.channel())
-            .arg(&json)
-            .ignore()
-            .query_async::<()>(&mut connection)
-            .await?;
-        Ok(())
-    }
-
     async fn check(&self, claims: &Claims) -> Result<bool, StoreUnavailable> {
         let mut keys = vec![self.keys.token(&claims.jti), self.keys.user(&claims.sub)];
         if let Some(fam) = &claims.fam {
@@ -128,74 +108,23 @@ impl RedisRevocations {
         let mut connection = self.connection.clone();
         let values: Vec<Option<String>> = connection.mget(&keys).await?;
         let now = now_unix();
-        Ok(values
-            .iter()
-            .flatten()
-            .filter_map(|json| serde_json::from_str::<RevocationEntry>(json).ok())
-            .any(|entry| entry.expires_at > now && entry.target.matches(claims)))
-    }
-
-    async fn spend(&self, jti: &str, expires_at: i64) -> Result<bool, StoreUnavailable> {
-        let ttl = (expires_at - now_unix()).max(1);
-        let mut connection = self.connection.clone();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.keys.spent(jti))
-            .arg(now_unix())
-            .arg("NX")
-            .arg("EX")
-            .arg(ttl)
-            .query_async(&mut connection)
-            .await?;
-        Ok(set.is_some())
+        let mut revoked = false;
+        for json in values.iter().flatten() {
+            // An entry we cannot read might be the one that revokes this token: fail closed.
+            let entry: RevocationEntry = serde_json::from_str(json)
+                .map_err(|e| StoreUnavailable::Other(format!("unreadable entry: {e}")))?;
+            revoked |= entry.is_live(now) && entry.target.matches(claims);
+        }
+        Ok(revoked)
     }
 }
 
-impl RevocationStore for RedisRevocations {
-    fn revoke(&self, entry: RevocationEntry) -> BoxFuture<'_, Result<(), StoreUnavailable>> {
-        self.revoke_entry(entry).boxed()
-    }
-
+impl RevocationCheck for RedisRevocations {
     fn is_revoked<'a>(
         &'a self,
         claims: &'a Claims,
     ) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
         self.check(claims).boxed()
-    }
-
-    fn spend_once<'a>(
-        &'a self,
-        jti: &'a str,
-        expires_at: i64,
-    ) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
-        self.spend(jti, expires_at).boxed()
-    }
-
-    fn record_rotation<'a>(
-        &'a self,
-        jti: &'a str,
-        answer: String,
-        grace: std::time::Duration,
-    ) -> BoxFuture<'a, Result<(), StoreUnavailable>> {
-        async move {
-            let mut connection = self.connection.clone();
-            let millis = grace.as_millis().max(1) as u64;
-            let _: () = connection
-                .pset_ex(self.keys.rotation(jti), answer, millis)
-                .await?;
-            Ok(())
-        }
-        .boxed()
-    }
-
-    fn rotation<'a>(
-        &'a self,
-        jti: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, StoreUnavailable>> {
-        async move {
-            let mut connection = self.connection.clone();
-            Ok(connection.get(self.keys.rotation(jti)).await?)
-        }
-        .boxed()
     }
 
     fn ready(&self) -> BoxFuture<'_, Result<(), StoreUnavailable>> {

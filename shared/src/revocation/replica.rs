@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 
 use super::redis_store::{connect, RevocationKeys};
-use super::{MemoryRevocations, RevocationEntry, RevocationStore, StoreUnavailable};
+use super::{MemoryRevocations, RevocationCheck, RevocationEntry, StoreUnavailable};
 use crate::claims::Claims;
 
 pub struct RevocationReplica {
@@ -84,7 +84,7 @@ impl RevocationReplica {
         let (client, mut connection) = connect(url).await?;
         let pubsub = tokio::time::timeout(connect_timeout, client.get_async_pubsub())
             .await
-            .map_err(|_| StoreUnavailable("pub/sub connect timed out".into()))??;
+            .map_err(|_| StoreUnavailable::Other("pub/sub connect timed out".into()))??;
         let (mut sink, mut stream) = pubsub.split();
         sink.subscribe(keys.channel()).await?;
 
@@ -104,12 +104,12 @@ impl RevocationReplica {
             tokio::select! {
                 message = stream.next() => {
                     let Some(message) = message else {
-                        return Err(StoreUnavailable("subscription closed".into()));
+                        return Err(StoreUnavailable::Other("subscription closed".into()));
                     };
-                    match serde_json::from_slice::<RevocationEntry>(message.get_payload_bytes()) {
-                        Ok(entry) => self.entries.apply(entry),
-                        Err(err) => tracing::warn!(error = %err, "ignored a malformed revocation message"),
-                    }
+                    // A message we cannot read might revoke something: resync rather than skip it.
+                    let entry = serde_json::from_slice::<RevocationEntry>(message.get_payload_bytes())
+                        .map_err(|e| StoreUnavailable::Other(format!("malformed revocation message: {e}")))?;
+                    self.entries.apply(entry);
                 }
                 _ = heartbeat.tick() => {
                     // In subscribed mode PING answers ["pong", ""], hence `Value`.
@@ -117,7 +117,7 @@ impl RevocationReplica {
                     match pong {
                         Ok(Ok(_)) => self.beat(),
                         Ok(Err(err)) => return Err(err.into()),
-                        Err(_) => return Err(StoreUnavailable("heartbeat timed out".into())),
+                        Err(_) => return Err(StoreUnavailable::Other("heartbeat timed out".into())),
                     }
                 }
             }
@@ -146,12 +146,11 @@ async fn load_all(
                 .arg(&batch)
                 .query_async(connection)
                 .await?;
-            entries.extend(
-                values
-                    .iter()
-                    .flatten()
-                    .filter_map(|json| serde_json::from_str(json).ok()),
-            );
+            for json in values.iter().flatten() {
+                entries.push(serde_json::from_str(json).map_err(|e| {
+                    StoreUnavailable::Other(format!("unreadable revocation entry: {e}"))
+                })?);
+            }
         }
         if next == 0 {
             return Ok(entries);
@@ -160,14 +159,7 @@ async fn load_all(
     }
 }
 
-impl RevocationStore for RevocationReplica {
-    fn revoke(&self, _entry: RevocationEntry) -> BoxFuture<'_, Result<(), StoreUnavailable>> {
-        future::ready(Err(StoreUnavailable(
-            "a replica is read-only; revoke through auth-service".into(),
-        )))
-        .boxed()
-    }
-
+impl RevocationCheck for RevocationReplica {
     fn is_revoked<'a>(
         &'a self,
         claims: &'a Claims,
@@ -175,42 +167,18 @@ impl RevocationStore for RevocationReplica {
         let result = if self.is_current() {
             Ok(self.entries.contains_match(claims))
         } else {
-            Err(StoreUnavailable(
+            Err(StoreUnavailable::Other(
                 "revocation replica is not in sync with Redis".into(),
             ))
         };
         future::ready(result).boxed()
     }
 
-    fn spend_once<'a>(
-        &'a self,
-        _jti: &'a str,
-        _expires_at: i64,
-    ) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
-        future::ready(Err(StoreUnavailable("a replica is read-only".into()))).boxed()
-    }
-
-    fn record_rotation<'a>(
-        &'a self,
-        _jti: &'a str,
-        _answer: String,
-        _grace: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreUnavailable>> {
-        future::ready(Err(StoreUnavailable("a replica is read-only".into()))).boxed()
-    }
-
-    fn rotation<'a>(
-        &'a self,
-        _jti: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, StoreUnavailable>> {
-        future::ready(Ok(None)).boxed()
-    }
-
     fn ready(&self) -> BoxFuture<'_, Result<(), StoreUnavailable>> {
         let result = if self.is_current() {
             Ok(())
         } else {
-            Err(StoreUnavailable(
+            Err(StoreUnavailable::Other(
                 "revocation replica is not in sync with Redis".into(),
             ))
         };

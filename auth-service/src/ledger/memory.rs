@@ -1,0 +1,177 @@
+//! The in-process ledger (single node): one lock makes each operation atomic, and its entries go
+//! into the [`MemoryRevocations`] that this process's verifiers read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures_util::future::{self, BoxFuture, FutureExt};
+use shared::revocation::{MemoryRevocations, StoreUnavailable};
+use shared::{now_unix, RevocationEntry, UserCutoff};
+
+use super::{Lifetimes, Remembered, Rotation, RotationRequest, SessionLedger};
+
+#[derive(Default)]
+struct UserBook {
+    generation: u64,
+    issued_ms: i64,
+    expires_at: i64,
+}
+
+#[derive(Default)]
+struct Book {
+    users: HashMap<String, UserBook>,
+    /// Spent refresh tokens and when their markers may go.
+    spent: HashMap<String, i64>,
+    /// Grace answers: the remembered pair and until when it may be replayed.
+    answers: HashMap<String, (Remembered, Instant)>,
+    writes: u64,
+}
+
+impl Book {
+    fn sweep_now_and_then(&mut self, now: i64) {
+        self.writes += 1;
+        if self.writes.is_multiple_of(1024) {
+            self.users.retain(|_, user| user.expires_at > now);
+            self.spent.retain(|_, exp| *exp > now);
+            let instant = Instant::now();
+            self.answers.retain(|_, (_, until)| *until > instant);
+        }
+    }
+
+    fn user(&mut self, sub: &str, lifetimes: &Lifetimes, now: i64) -> &mut UserBook {
+        let user = self.users.entry(sub.to_owned()).or_default();
+        if user.expires_at <= now {
+            *user = UserBook::default();
+        }
+        user.expires_at = now + lifetimes.ledger_ttl_secs() as i64;
+        user
+    }
+}
+
+pub struct MemoryLedger {
+    revocations: Arc<MemoryRevocations>,
+    lifetimes: Lifetimes,
+    book: Mutex<Book>,
+}
+
+impl MemoryLedger {
+    pub fn new(revocations: Arc<MemoryRevocations>, lifetimes: Lifetimes) -> Self {
+        Self {
+            revocations,
+            lifetimes,
+            book: Mutex::new(Book::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn rotate_locked(&self, request: &RotationRequest<'_>) -> Result<Rotation, StoreUnavailable> {
+        let now = now_unix();
+        let presented = request.presented;
+        let mut book = self.lock();
+        if self.revocations.contains_match(presented) {
+            return Ok(Rotation::Revoked);
+        }
+        let spent = book.spent.get(&presented.jti).is_some_and(|exp| *exp > now);
+        if !spent {
+            let marker_until = shared::entry_expiry(presented.exp, self.lifetimes.leeway);
+            book.spent.insert(presented.jti.clone(), marker_until);
+            if !self.lifetimes.grace.is_zero() {
+                let remembered = Remembered {
+                    client: request.client.to_owned(),
+                    pair: request.pair.clone(),
+                };
+                let until = Instant::now() + self.lifetimes.grace;
+                book.answers
+                    .insert(presented.jti.clone(), (remembered, until));
+            }
+            let user = book.user(&presented.sub, &self.lifetimes, now);
+            user.issued_ms = user.issued_ms.max(request.issued_ms);
+            book.sweep_now_and_then(now);
+            return Ok(Rotation::Fresh);
+        }
+        let replay = book
+            .answers
+            .get(&presented.jti)
+            .filter(|(remembered, until)| {
+                *until > Instant::now() && remembered.client == request.client
+            })
+            .map(|(remembered, _)| remembered.pair.clone());
+        if let Some(pair) = replay {
+            return Ok(Rotation::Replay(pair));
+        }
+        book.answers.remove(&presented.jti);
+        if let Some(fam) = &presented.fam {
+            self.revocations
+                .apply(self.lifetimes.session_entry(fam, now));
+        }
+        Ok(Rotation::Reused)
+    }
+}
+
+impl SessionLedger for MemoryLedger {
+    fn revoke(&self, entries: Vec<RevocationEntry>) -> BoxFuture<'_, Result<(), StoreUnavailable>> {
+        let _book = self.lock();
+        for entry in entries {
+            self.revocations.apply(entry);
+        }
+        future::ready(Ok(())).boxed()
+    }
+
+    fn cut_off<'a>(
+        &'a self,
+        sub: &'a str,
+        before_ms: i64,
+        except_jti: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), StoreUnavailable>> {
+        let now = now_unix();
+        let mut book = self.lock();
+        let user = book.user(sub, &self.lifetimes, now);
+        let before_ms = before_ms.max(user.issued_ms);
+        user.generation += 1;
+        let cutoff = UserCutoff::new(before_ms, except_jti.map(str::to_owned));
+        self.revocations.apply(RevocationEntry {
+            target: cutoff.into_revocation(sub.to_owned()),
+            expires_at: self.lifetimes.cutoff_expiry(before_ms),
+        });
+        book.sweep_now_and_then(now);
+        future::ready(Ok(())).boxed()
+    }
+
+    fn generation<'a>(&'a self, sub: &'a str) -> BoxFuture<'a, Result<u64, StoreUnavailable>> {
+        let now = now_unix();
+        let generation = self
+            .lock()
+            .users
+            .get(sub)
+            .filter(|user| user.expires_at > now)
+            .map_or(0, |user| user.generation);
+        future::ready(Ok(generation)).boxed()
+    }
+
+    fn record_issue<'a>(
+        &'a self,
+        sub: &'a str,
+        generation: u64,
+        issued_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
+        let now = now_unix();
+        let mut book = self.lock();
+        let user = book.user(sub, &self.lifetimes, now);
+        let current = user.generation == generation;
+        if current {
+            user.issued_ms = user.issued_ms.max(issued_ms);
+        }
+        future::ready(Ok(current)).boxed()
+    }
+
+    fn rotate<'a>(
+        &'a self,
+        request: RotationRequest<'a>,
+    ) -> BoxFuture<'a, Result<Rotation, StoreUnavailable>> {
+        future::ready(self.rotate_locked(&request)).boxed()
+    }
+}

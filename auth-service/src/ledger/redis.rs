@@ -1,0 +1,286 @@
+//! The ledger in Redis, shared by every instance: each operation is one Lua script (or one
+//! `MULTI`), so no other instance's write can land between its check and its write.
+
+use futures_util::future::{BoxFuture, FutureExt};
+use redis::aio::ConnectionManager;
+use shared::revocation::{RevocationKeys, StoreUnavailable};
+use shared::RevocationEntry;
+
+use super::{Lifetimes, Remembered, Rotation, RotationRequest, SessionLedger};
+
+/// Merges a new cut-off into the user's entry (the rule of `shared::UserCutoff::merge`, which
+/// the unit tests there check exhaustively), raised to the latest recorded issue, bumps the
+/// user's generation and publishes the merged entry for the replicas.
+/// KEYS: user entry, user ledger. ARGV: sub, before_ms, except_jti or "", the entry's life past
+/// the second of its (raised) `before_ms` (`Lifetimes::cutoff_expiry`), channel, ledger TTL.
+const CUT_OFF: &str = r#"
+local function norm(s, b, e)
+  if e == '' then b = math.max(b, s) end
+  if s >= b then b = s; e = '' end
+  if e == '' then s = b end
+  return s, b, e
+end
+local issued = tonumber(redis.call('HGET', KEYS[2], 'issued') or '0')
+local before = math.max(tonumber(ARGV[2]), issued)
+local strict = 0
+if ARGV[3] == '' then strict = before end
+local s, b, e = norm(strict, before, ARGV[3])
+local expires = math.floor(b / 1000) + tonumber(ARGV[4])
+local old = redis.call('GET', KEYS[1])
+if old then
+  local o = cjson.decode(old)
+  local oe = o.except_jti
+  if type(oe) ~= 'string' then oe = '' end
+  local os, ob
+  ob = tonumber(o.before_ms)
+  os = tonumber(o.strict_before_ms or 0)
+  os, ob, oe = norm(os, ob, oe)
+  local ms = math.max(s, os)
+  if e == oe then
+    s, b, e = norm(ms, math.max(b, ob), e)
+  elseif b <= ob then
+    s, b, e = norm(math.max(ms, b), ob, oe)
+  else
+    s, b, e = norm(math.max(ms, ob), b, e)
+  end
+  expires = math.max(expires, tonumber(o.expires_at))
+end
+local json = '{"kind":"user_before","sub":' .. cjson.encode(ARGV[1]) ..
+  ',"before_ms":' .. string.format('%.0f', b)
+if e ~= '' then
+  json = json .. ',"except_jti":' .. cjson.encode(e)
+  if s ~= 0 then json = json .. ',"strict_before_ms":' .. string.format('%.0f', s) end
+end
+json = json .. ',"expires_at":' .. string.format('%.0f', expires) .. '}'
+redis.call('SET', KEYS[1], json, 'EXAT', string.format('%.0f', expires))
+redis.call('HINCRBY', KEYS[2], 'gen', 1)
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('PUBLISH', ARGV[5], json)
+return json
+"#;
+
+/// Records an issue if the generation is unchanged. KEYS: user ledger. ARGV: generation,
+/// issued_ms, ledger TTL. Returns 1 when recorded, 0 when a cut-off came in between.
+const RECORD_ISSUE: &str = r#"
+local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
+if gen ~= tonumber(ARGV[1]) then return 0 end
+local issued = tonumber(redis.call('HGET', KEYS[1], 'issued') or '0')
+if tonumber(ARGV[2]) > issued then redis.call('HSET', KEYS[1], 'issued', ARGV[2]) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
+
+/// Checks, spends and remembers a refresh token in one step.
+/// KEYS: spent marker, grace answer, token entry, session entry, user entry, user ledger.
+/// ARGV: jti, its issued_ms, marker expires_at, client, remembered answer, grace ms,
+/// new issued_ms, session entry JSON, session entry expires_at, channel, ledger TTL.
+const ROTATE: &str = r#"
+if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then
+  return {'revoked'}
+end
+local cut = redis.call('GET', KEYS[5])
+if cut then
+  local c = cjson.decode(cut)
+  local issued = tonumber(ARGV[2])
+  local before = tonumber(c.before_ms)
+  local except = c.except_jti
+  local strict = tonumber(c.strict_before_ms or 0)
+  if type(except) ~= 'string' then except = ''; strict = before end
+  if issued <= strict or (issued <= before and except ~= ARGV[1]) then return {'revoked'} end
+end
+if redis.call('SET', KEYS[1], '1', 'NX', 'EXAT', ARGV[3]) then
+  if tonumber(ARGV[6]) > 0 then
+    redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6])
+  end
+  local issued = tonumber(redis.call('HGET', KEYS[6], 'issued') or '0')
+  if tonumber(ARGV[7]) > issued then redis.call('HSET', KEYS[6], 'issued', ARGV[7]) end
+  redis.call('EXPIRE', KEYS[6], ARGV[11])
+  return {'fresh'}
+end
+local answer = redis.call('GET', KEYS[2])
+if answer then
+  local ok, r = pcall(cjson.decode, answer)
+  if ok and r.client == ARGV[4] then return {'replay', answer} end
+end
+redis.call('DEL', KEYS[2])
+if ARGV[8] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[8], 'EXAT', ARGV[9])
+  redis.call('PUBLISH', ARGV[10], ARGV[8])
+end
+return {'reused'}
+"#;
+
+pub struct RedisLedger {
+    connection: ConnectionManager,
+    keys: RevocationKeys,
+    lifetimes: Lifetimes,
+    cut_off: redis::Script,
+    record_issue: redis::Script,
+    rotate: redis::Script,
+}
+
+impl RedisLedger {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        lifetimes: Lifetimes,
+    ) -> Result<Self, StoreUnavailable> {
+        let (_, connection) = shared::revocation::connect_redis(url).await?;
+        Ok(Self {
+            connection,
+            keys: RevocationKeys::new(prefix),
+            lifetimes,
+            cut_off: redis::Script::new(CUT_OFF),
+            record_issue: redis::Script::new(RECORD_ISSUE),
+            rotate: redis::Script::new(ROTATE),
+        })
+    }
+
+    async fn rotate_once(
+        &self,
+        request: RotationRequest<'_>,
+    ) -> Result<Rotation, StoreUnavailable> {
+        let presented = request.presented;
+        let now = shared::now_unix();
+        let (session_json, session_expires) = match &presented.fam {
+            Some(fam) => {
+                let entry = self.lifetimes.session_entry(fam, now);
+                let json = serde_json::to_string(&entry)
+                    .map_err(|e| StoreUnavailable::Other(e.to_string()))?;
+                (json, entry.expires_at)
+            }
+            None => (String::new(), 0),
+        };
+        let fam = presented.fam.as_deref().unwrap_or_default();
+        let answer = Remembered::encode(request.client, request.pair)?;
+        let mut connection = self.connection.clone();
+        let reply: Vec<String> = self
+            .rotate
+            .key(self.keys.spent(&presented.jti))
+            .key(self.keys.rotation(&presented.jti))
+            .key(self.keys.token(&presented.jti))
+            .key(self.keys.family(fam))
+            .key(self.keys.user(&presented.sub))
+            .key(self.keys.user_ledger(&presented.sub))
+            .arg(&presented.jti)
+            .arg(presented.issued_at_ms())
+            .arg(shared::entry_expiry(presented.exp, self.lifetimes.leeway))
+            .arg(request.client)
+            .arg(answer)
+            .arg(self.lifetimes.grace.as_millis() as u64)
+            .arg(request.issued_ms)
+            .arg(session_json)
+            .arg(session_expires)
+            .arg(self.keys.channel())
+            .arg(self.lifetimes.ledger_ttl_secs())
+            .invoke_async(&mut connection)
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("fresh") => Ok(Rotation::Fresh),
+            Some("revoked") => Ok(Rotation::Revoked),
+            Some("reused") => Ok(Rotation::Reused),
+            Some("replay") => {
+                let stored = reply.get(1).map(String::as_str).unwrap_or_default();
+                Ok(Rotation::Replay(Remembered::decode(stored)?.pair))
+            }
+            other => Err(StoreUnavailable::Other(format!(
+                "unexpected rotation reply {other:?}"
+            ))),
+        }
+    }
+}
+
+impl SessionLedger for RedisLedger {
+    fn revoke(&self, entries: Vec<RevocationEntry>) -> BoxFuture<'_, Result<(), StoreUnavailable>> {
+        async move {
+            let now = shared::now_unix();
+            let mut pipe = redis::pipe();
+            // One MULTI: every entry is stored and announced, or none is.
+            pipe.atomic();
+            for entry in entries.iter().filter(|entry| entry.is_live(now)) {
+                let json = serde_json::to_string(entry)
+                    .map_err(|e| StoreUnavailable::Other(e.to_string()))?;
+                pipe.cmd("SET")
+                    .arg(self.keys.entry(&entry.target))
+                    .arg(&json)
+                    .arg("EXAT")
+                    .arg(entry.expires_at)
+                    .ignore()
+                    .cmd("PUBLISH")
+                    .arg(self.keys.channel())
+                    .arg(&json)
+                    .ignore();
+            }
+            let mut connection = self.connection.clone();
+            pipe.query_async::<()>(&mut connection).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn cut_off<'a>(
+        &'a self,
+        sub: &'a str,
+        before_ms: i64,
+        except_jti: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), StoreUnavailable>> {
+        async move {
+            let mut connection = self.connection.clone();
+            let _: String = self
+                .cut_off
+                .key(self.keys.user(sub))
+                .key(self.keys.user_ledger(sub))
+                .arg(sub)
+                .arg(before_ms)
+                .arg(except_jti.unwrap_or_default())
+                .arg(self.lifetimes.cutoff_expiry(0))
+                .arg(self.keys.channel())
+                .arg(self.lifetimes.ledger_ttl_secs())
+                .invoke_async(&mut connection)
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn generation<'a>(&'a self, sub: &'a str) -> BoxFuture<'a, Result<u64, StoreUnavailable>> {
+        async move {
+            let mut connection = self.connection.clone();
+            let generation: Option<u64> = redis::cmd("HGET")
+                .arg(self.keys.user_ledger(sub))
+                .arg("gen")
+                .query_async(&mut connection)
+                .await?;
+            Ok(generation.unwrap_or(0))
+        }
+        .boxed()
+    }
+
+    fn record_issue<'a>(
+        &'a self,
+        sub: &'a str,
+        generation: u64,
+        issued_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
+        async move {
+            let mut connection = self.connection.clone();
+            let recorded: i64 = self
+                .record_issue
+                .key(self.keys.user_ledger(sub))
+                .arg(generation)
+                .arg(issued_ms)
+                .arg(self.lifetimes.ledger_ttl_secs())
+                .invoke_async(&mut connection)
+                .await?;
+            Ok(recorded == 1)
+        }
+        .boxed()
+    }
+
+    fn rotate<'a>(
+        &'a self,
+        request: RotationRequest<'a>,
+    ) -> BoxFuture<'a, Result<Rotation, StoreUnavailable>> {
+        self.rotate_once(request).boxed()
+    }
+}

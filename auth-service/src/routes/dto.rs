@@ -1,0 +1,73 @@
+//! Request and response bodies shared by the auth routes (kept apart from the diesel models).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use shared::openapi::RoleSchema;
+use shared::Role;
+
+use crate::domain::{Password, Username};
+use crate::error::AuthError;
+use crate::store::User;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl Credentials {
+    /// The rules of a new account; every problem is reported at once.
+    pub fn into_new_account(self) -> Result<(Username, Password), AuthError> {
+        let mut fields = BTreeMap::new();
+        let username = Username::parse(&self.username)
+            .map_err(|p| fields.insert("username".to_owned(), p.to_owned()))
+            .ok();
+        let password = Password::parse(&self.password)
+            .map_err(|p| fields.insert("password".to_owned(), p.to_owned()))
+            .ok();
+        match (username, password) {
+            (Some(username), Some(password)) => Ok((username, password)),
+            _ => Err(AuthError::Validation(fields)),
+        }
+    }
+}
+
+/// The body of `POST /auth/register`: [`Credentials`] with the rules of `Username::parse` and
+/// `Password::parse` spelled out for clients.
+#[derive(utoipa::ToSchema)]
+pub struct NewAccount {
+    /// Case-insensitive; stored lower-cased.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,64}$")]
+    pub username: String,
+    #[schema(min_length = 8, max_length = 128)]
+    pub password: String,
+}
+
+/// A user. `created_at` is absent only in the answer to `POST /auth/register`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
+pub struct UserBody {
+    id: String,
+    username: String,
+    #[schema(value_type = Vec<RoleSchema>)]
+    roles: Vec<Role>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, format = DateTime, required = false)]
+    created_at: Option<String>,
+}
+
+impl UserBody {
+    pub fn of(user: &User, with_created_at: bool) -> Self {
+        UserBody {
+            id: user.id.clone(),
+            username: user.username.clone(),
+            roles: user.roles.clone(),
+            created_at: with_created_at.then(|| {
+                chrono::DateTime::from_timestamp_millis(user.created_at)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            }),
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The one state value every handler shares.
+
+use std::sync::Arc;
+
+use actix_web::web;
+use shared::{AuthContext, Metrics};
+
+use crate::ledger::{Lifetimes, SessionLedger};
+use crate::pause::PausePoints;
+use crate::store::UserStore;
+use crate::throttle::{LoginThrottle, TrustedProxies};
+use crate::tokens::TokenIssuer;
+
+pub struct AppState {
+    pub users: UserStore,
+    pub tokens: TokenIssuer,
+    /// Every write that starts or ends a session goes through here.
+    pub ledger: Arc<dyn SessionLedger>,
+    pub lifetimes: Lifetimes,
+    pub auth: web::Data<AuthContext>,
+    pub metrics: web::Data<Metrics>,
+    pub jwks_max_age: u64,
+    pub throttle: Arc<dyn LoginThrottle>,
+    pub cookie_secure: bool,
+    pub trusted_proxies: TrustedProxies,
+    pub public_url: Option<String>,
+    /// Test hooks; unarmed in production.
+    pub pauses: Arc<PausePoints>,
+}
+
+impl AppState {
+    pub fn leeway(&self) -> u64 {
+        self.lifetimes.leeway
+    }
+}
