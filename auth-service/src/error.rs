@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use shared::revocation::StoreUnavailable;
+use shared::error::ErrorChain;
 use shared::{ErrorBody, ErrorCode, TokenError};
+
+/// The cause of an unexpected or unavailable error, kept as a value for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -25,8 +29,12 @@ pub enum AuthError {
     #[error("{0}")]
     NotFound(&'static str),
     /// A dependency is down. The cause goes to the log, never to the client.
-    #[error("a dependency is unavailable: {0}")]
-    Unavailable(String),
+    #[error("{what} is unavailable")]
+    Unavailable {
+        what: &'static str,
+        #[source]
+        cause: Cause,
+    },
     /// A dependency failed halfway through a change: `done` tells the client truthfully what
     /// took effect; the cause goes to the log.
     #[error("{done}")]
@@ -36,13 +44,27 @@ pub enum AuthError {
         cause: Box<AuthError>,
     },
     /// A bug or an unexpected failure. The cause goes to the log, never to the client.
-    #[error("unexpected error: {0}")]
-    Unexpected(String),
+    #[error("{what} failed")]
+    Unexpected {
+        what: &'static str,
+        #[source]
+        cause: Cause,
+    },
 }
 
 impl AuthError {
-    pub fn database_unavailable(err: impl std::fmt::Display) -> Self {
-        AuthError::Unavailable(format!("database: {err}"))
+    pub fn unavailable(what: &'static str, cause: impl Into<Cause>) -> Self {
+        AuthError::Unavailable {
+            what,
+            cause: cause.into(),
+        }
+    }
+
+    pub fn unexpected(what: &'static str, cause: impl Into<Cause>) -> Self {
+        AuthError::Unexpected {
+            what,
+            cause: cause.into(),
+        }
     }
 
     pub fn field(name: &str, problem: &str) -> Self {
@@ -58,8 +80,8 @@ impl AuthError {
             AuthError::Conflict(_) => ErrorCode::Conflict,
             AuthError::RateLimited(_) => ErrorCode::RateLimited,
             AuthError::NotFound(_) => ErrorCode::NotFound,
-            AuthError::Unavailable(_) | AuthError::Incomplete { .. } => ErrorCode::Unavailable,
-            AuthError::Unexpected(_) => ErrorCode::Internal,
+            AuthError::Unavailable { .. } | AuthError::Incomplete { .. } => ErrorCode::Unavailable,
+            AuthError::Unexpected { .. } => ErrorCode::Internal,
         }
     }
 }
@@ -67,16 +89,16 @@ impl AuthError {
 impl From<diesel::result::Error> for AuthError {
     fn from(err: diesel::result::Error) -> Self {
         if shared::db::is_connection_lost(&err) {
-            AuthError::database_unavailable(err)
+            AuthError::unavailable("the database", err)
         } else {
-            AuthError::Unexpected(format!("database: {err}"))
+            AuthError::unexpected("a database query", err)
         }
     }
 }
 
 impl From<StoreUnavailable> for AuthError {
     fn from(err: StoreUnavailable) -> Self {
-        AuthError::Unavailable(err.to_string())
+        AuthError::unavailable("the revocation store", err)
     }
 }
 
@@ -93,12 +115,12 @@ impl ResponseError for AuthError {
                 "the request breaks a rule; see fields",
             )
             .with_fields(fields.clone()),
-            AuthError::Unavailable(cause) => ErrorBody::unavailable(cause),
-            AuthError::Incomplete { done, cause } => {
-                tracing::warn!(cause = %cause, "a change was interrupted halfway");
+            AuthError::Unavailable { .. } => ErrorBody::unavailable(&ErrorChain(self)),
+            AuthError::Incomplete { done, .. } => {
+                tracing::warn!(cause = %ErrorChain(self), "a change was interrupted halfway");
                 ErrorBody::new(ErrorCode::Unavailable, *done)
             }
-            AuthError::Unexpected(cause) => ErrorBody::internal(cause),
+            AuthError::Unexpected { .. } => ErrorBody::internal(&ErrorChain(self)),
             AuthError::RateLimited(seconds) => {
                 let mut response =
                     ErrorBody::new(ErrorCode::RateLimited, self.to_string()).into_response();

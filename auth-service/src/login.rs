@@ -19,7 +19,7 @@ pub async fn argon2<T: Send + 'static>(
 ) -> Result<T, AuthError> {
     password::run(f)
         .await
-        .map_err(|e| AuthError::Unexpected(format!("blocking task failed: {e}")))
+        .map_err(|e| AuthError::unexpected("a password hashing task", e))
 }
 
 /// Checks a username and password and issues a fresh pair of a new session (with `csrf` bound
@@ -96,8 +96,9 @@ pub async fn issue_new_session(
             return Ok(pair);
         }
     }
-    Err(AuthError::Unavailable(
-        "the user's sessions kept being ended while logging in".into(),
+    Err(AuthError::unavailable(
+        "issuing a session",
+        "the user's sessions kept being ended while logging in",
     ))
 }
 

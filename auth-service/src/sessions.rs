@@ -137,7 +137,7 @@ pub async fn change_password(
     }
     let hash = argon2(move || password::hash(&new_password))
         .await?
-        .map_err(|e| AuthError::Unexpected(e.to_string()))?;
+        .map_err(|e| AuthError::unexpected("hashing the new password", e))?;
     state.pauses.pass(points::PASSWORD_BEFORE_CUTOFF).await;
     // A write that timed out may still land, so even the first failure cannot promise that
     // nothing changed: only that the password did not.

@@ -1,7 +1,7 @@
 //! The users table. Synchronous diesel: every call runs on the blocking pool via [`UserStore`].
 
 use diesel::prelude::*;
-use shared::db::{is_unique_violation, DbPool};
+use shared::db::{violates_unique, DbPool};
 use shared::Role;
 
 use crate::error::AuthError;
@@ -101,7 +101,7 @@ impl UserStore {
                 .values(&row)
                 .execute(conn)
                 .map_err(|e| {
-                    if is_unique_violation(&e) {
+                    if violates_unique(&e, "users_username_key", "users.username") {
                         AuthError::Conflict("username is already taken")
                     } else {
                         AuthError::from(e)
@@ -175,22 +175,25 @@ impl UserStore {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || shared::db::ping(&pool))
             .await
-            .map_err(|e| AuthError::Unexpected(e.to_string()))?
-            .map_err(AuthError::Unavailable)
+            .map_err(|e| AuthError::unexpected("the readiness check", e))?
+            .map_err(|e| AuthError::unavailable("the database", e))
     }
 }
 
 impl shared::db::StoreError for AuthError {
     fn checkout_failed(err: diesel::r2d2::PoolError) -> Self {
-        AuthError::database_unavailable(err)
+        AuthError::unavailable("the database pool", err)
     }
 
     fn task_failed(err: tokio::task::JoinError) -> Self {
-        AuthError::Unexpected(format!("blocking task failed: {err}"))
+        AuthError::unexpected("a database task", err)
     }
 
     fn may_have_lost_connection(&self) -> bool {
-        matches!(self, AuthError::Unavailable(_) | AuthError::Unexpected(_))
+        matches!(
+            self,
+            AuthError::Unavailable { .. } | AuthError::Unexpected { .. }
+        )
     }
 }
 

@@ -117,12 +117,12 @@ impl TokenIssuer {
 
     pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
         let payload =
-            serde_json::to_vec(claims).map_err(|e| AuthError::Unexpected(e.to_string()))?;
+            serde_json::to_vec(claims).map_err(|e| AuthError::unexpected("encoding claims", e))?;
         let now_ms = chrono::Utc::now().timestamp_millis();
         self.keys
             .current()
             .signing_key(now_ms, self.keys.policy().activation_delay_ms)
             .sign_jwt(&payload)
-            .map_err(|e| AuthError::Unexpected(e.to_string()))
+            .map_err(|e| AuthError::unexpected("signing a token", e))
     }
 }

@@ -4,7 +4,11 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use shared::error::ErrorChain;
 use shared::{ErrorBody, ErrorCode, TokenError};
+
+/// The cause of an unexpected or unavailable error, kept as a value for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BooksError {
@@ -20,13 +24,37 @@ pub enum BooksError {
     Conflict(&'static str),
     #[error("the book has changed since you read it (If-Match does not match its ETag)")]
     PreconditionFailed,
-    #[error("a dependency is unavailable: {0}")]
-    Unavailable(String),
-    #[error("unexpected error: {0}")]
-    Unexpected(String),
+    /// A dependency is down. The cause goes to the log, never to the client.
+    #[error("{what} is unavailable")]
+    Unavailable {
+        what: &'static str,
+        #[source]
+        cause: Cause,
+    },
+    /// A bug or an unexpected failure. The cause goes to the log, never to the client.
+    #[error("{what} failed")]
+    Unexpected {
+        what: &'static str,
+        #[source]
+        cause: Cause,
+    },
 }
 
 impl BooksError {
+    pub fn unavailable(what: &'static str, cause: impl Into<Cause>) -> Self {
+        BooksError::Unavailable {
+            what,
+            cause: cause.into(),
+        }
+    }
+
+    pub fn unexpected(what: &'static str, cause: impl Into<Cause>) -> Self {
+        BooksError::Unexpected {
+            what,
+            cause: cause.into(),
+        }
+    }
+
     fn code(&self) -> ErrorCode {
         match self {
             BooksError::Token(err) => err.code(),
@@ -35,20 +63,20 @@ impl BooksError {
             BooksError::NotFound => ErrorCode::NotFound,
             BooksError::Conflict(_) => ErrorCode::Conflict,
             BooksError::PreconditionFailed => ErrorCode::PreconditionFailed,
-            BooksError::Unavailable(_) => ErrorCode::Unavailable,
-            BooksError::Unexpected(_) => ErrorCode::Internal,
+            BooksError::Unavailable { .. } => ErrorCode::Unavailable,
+            BooksError::Unexpected { .. } => ErrorCode::Internal,
         }
     }
 }
 
 impl From<diesel::result::Error> for BooksError {
     fn from(err: diesel::result::Error) -> Self {
-        if shared::db::is_unique_violation(&err) {
+        if shared::db::violates_unique(&err, "books_isbn_key", "books.isbn") {
             BooksError::Conflict("a book with this ISBN already exists")
         } else if shared::db::is_connection_lost(&err) {
-            BooksError::Unavailable(format!("database: {err}"))
+            BooksError::unavailable("the database", err)
         } else {
-            BooksError::Unexpected(format!("database: {err}"))
+            BooksError::unexpected("a database query", err)
         }
     }
 }
@@ -67,8 +95,10 @@ impl ResponseError for BooksError {
             )
             .with_fields(fields.clone())
             .into_response(),
-            BooksError::Unavailable(cause) => ErrorBody::unavailable(cause).into_response(),
-            BooksError::Unexpected(cause) => ErrorBody::internal(cause).into_response(),
+            BooksError::Unavailable { .. } => {
+                ErrorBody::unavailable(&ErrorChain(self)).into_response()
+            }
+            BooksError::Unexpected { .. } => ErrorBody::internal(&ErrorChain(self)).into_response(),
             other => ErrorBody::new(other.code(), other.to_string()).into_response(),
         }
     }

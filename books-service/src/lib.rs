@@ -7,6 +7,7 @@ pub mod error;
 pub mod routes;
 pub mod schema;
 pub mod startup;
+pub mod state;
 pub mod store;
 
 pub use config::Settings;

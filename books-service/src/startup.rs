@@ -12,18 +12,12 @@ use shared::{AuthContext, KeySet, Metrics, TokenVerifier, VerifierConfig};
 
 use crate::config::Settings;
 use crate::routes;
+use crate::state::AppState;
 use crate::store::BookStore;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 const DEPENDENCY_WAIT: Duration = Duration::from_secs(30);
-
-pub struct AppState {
-    pub books: BookStore,
-    pub revocations: Arc<dyn RevocationCheck>,
-    pub keys: Arc<JwksCache>,
-    pub metrics: web::Data<Metrics>,
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -209,8 +209,8 @@ impl BookStore {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || shared::db::ping(&pool))
             .await
-            .map_err(|e| BooksError::Unexpected(e.to_string()))?
-            .map_err(BooksError::Unavailable)
+            .map_err(|e| BooksError::unexpected("the readiness check", e))?
+            .map_err(|e| BooksError::unavailable("the database", e))
     }
 }
 
@@ -232,15 +232,18 @@ fn missing_or_changed(
 
 impl shared::db::StoreError for BooksError {
     fn checkout_failed(err: diesel::r2d2::PoolError) -> Self {
-        BooksError::Unavailable(format!("database: {err}"))
+        BooksError::unavailable("the database pool", err)
     }
 
     fn task_failed(err: tokio::task::JoinError) -> Self {
-        BooksError::Unexpected(format!("blocking task failed: {err}"))
+        BooksError::unexpected("a database task", err)
     }
 
     fn may_have_lost_connection(&self) -> bool {
-        matches!(self, BooksError::Unavailable(_) | BooksError::Unexpected(_))
+        matches!(
+            self,
+            BooksError::Unavailable { .. } | BooksError::Unexpected { .. }
+        )
     }
 }
 

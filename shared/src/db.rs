@@ -225,12 +225,20 @@ pub fn ping(pool: &DbPool) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether a diesel error is a unique-constraint violation (mapped to 409 by the services).
-pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
-    matches!(
-        err,
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
-    )
+/// Whether a diesel error violates the unique index `index` on `table.column`: PostgreSQL names
+/// the index; SQLite names only the column ("UNIQUE constraint failed: table.column"). Matched
+/// by name so that a violation of some other constraint is never mistaken for this conflict.
+pub fn violates_unique(err: &diesel::result::Error, index: &str, table_column: &str) -> bool {
+    match err {
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            info,
+        ) => match info.constraint_name() {
+            Some(name) => name == index,
+            None => info.message().ends_with(table_column),
+        },
+        _ => false,
+    }
 }
 
 /// Whether a diesel error means the database went away (503) rather than a bug (500).

@@ -249,3 +249,18 @@ mod tests {
         assert_eq!(ErrorCode::ALL.len(), 20);
     }
 }
+
+/// An error and every cause below it, `outer: inner: innermost`, for the log line of a 5xx.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(inner) = cause {
+            write!(f, ": {inner}")?;
+            cause = inner.source();
+        }
+        Ok(())
+    }
+}

@@ -43,7 +43,7 @@ async fn register(
     let (username, password) = body.into_inner().into_new_account()?;
     let hash = argon2(move || password::hash(&password))
         .await?
-        .map_err(|e| AuthError::Unexpected(e.to_string()))?;
+        .map_err(|e| AuthError::unexpected("hashing a password", e))?;
     let user = state
         .users
         .create(username.as_str().to_owned(), hash, vec![Role::User])

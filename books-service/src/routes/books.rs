@@ -9,7 +9,7 @@ use shared::{AccessClaims, ErrorBody, ErrorCode, Role};
 
 use crate::domain::BookRequest;
 use crate::error::BooksError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{BookRow, ListFilter};
 use shared::api_errors;
 

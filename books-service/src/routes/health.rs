@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpResponse};
 use shared::{ErrorBody, ErrorCode};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use shared::api_errors;
 
 /// The operational routes, and this service's OpenAPI document.

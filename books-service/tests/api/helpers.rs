@@ -31,6 +31,8 @@ pub struct Stack {
     pub books_keys: Arc<shared::jwks_cache::JwksCache>,
     /// auth-service's `AUTH_KEYS_DIR`.
     pub keys_dir: std::path::PathBuf,
+    /// auth-service's test hooks, to hold a request between two steps.
+    pub auth_pauses: Arc<auth_service::pause::PausePoints>,
     _databases: Vec<TestDatabase>,
     _dir: tempfile::TempDir,
 }
@@ -96,6 +98,7 @@ pub async fn spawn_stack_with(
         .await
         .expect("auth-service starts");
     let auth = format!("http://127.0.0.1:{}", auth_app.port());
+    let auth_pauses = auth_app.pause_points();
     tokio::spawn(auth_app.run_until_stopped());
 
     let mut books_vars = vars(common);
@@ -125,6 +128,7 @@ pub async fn spawn_stack_with(
         auth_vars: auth_vars_kept,
         books_keys,
         keys_dir: dir.path().join("keys"),
+        auth_pauses,
         _databases: databases,
         _dir: dir,
     };

@@ -157,3 +157,71 @@ async fn cookie_sessions_work_on_books_with_double_submit_csrf() {
     .await;
     assert_error(old_cookie, StatusCode::UNAUTHORIZED, "token_revoked").await;
 }
+
+/// Finding 1 of the security review, seen from books-service's replica: an admin demotes an
+/// editor while her own password change (which spares her token J) is in flight. The replica
+/// replaced the demotion's cut-off with the later one, so J could still create books. Both
+/// cut-offs must hold on every verifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demoted_editors_token_stays_refused_after_her_own_password_change() {
+    let stack = crate::helpers::spawn_stack_with(
+        Backend::Postgres,
+        &[
+            ("AUTH_BOOTSTRAP_ADMIN_USERNAME", "root"),
+            ("AUTH_BOOTSTRAP_ADMIN_PASSWORD", "bootstrap-password"),
+        ],
+        &[],
+        crate::helpers::redis_url(),
+    )
+    .await;
+    let eve = stack.user_with_roles("eve", "user,editor").await;
+    let created = stack.create_book(&eve.access, &book("Before", "Eve")).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let root = crate::helpers::tokens(
+        stack
+            .client
+            .post(format!("{}/auth/login", stack.auth))
+            .json(&json!({ "username": "root", "password": "bootstrap-password" }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let id = crate::helpers::payload(&eve.access)["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Her password change has passed its checks when the demotion lands.
+    let held = stack
+        .auth_pauses
+        .arm(auth_service::pause::points::PASSWORD_BEFORE_CUTOFF);
+    let change = stack
+        .client
+        .post(format!("{}/auth/password", stack.auth))
+        .bearer_auth(&eve.access)
+        .json(&json!({ "current_password": PASSWORD, "new_password": "a new passphrase" }));
+    let change = tokio::spawn(async move { change.send().await.unwrap() });
+    held.reached().await;
+    let demoted = stack
+        .client
+        .put(format!("{}/auth/users/{id}/roles", stack.auth))
+        .bearer_auth(&root.access)
+        .json(&json!({ "roles": ["user"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(demoted.status(), StatusCode::OK);
+    held.release();
+    assert_eq!(change.await.unwrap().status(), StatusCode::NO_CONTENT);
+
+    let refused = refused_soon_with(|| {
+        stack
+            .client
+            .post(stack.books_url("/books"))
+            .bearer_auth(&eve.access)
+            .json(&book("After", "Eve"))
+    })
+    .await;
+    assert_error(refused, StatusCode::UNAUTHORIZED, "token_revoked").await;
+}
