@@ -225,3 +225,61 @@ async fn a_demoted_editors_token_stays_refused_after_her_own_password_change() {
     .await;
     assert_error(refused, StatusCode::UNAUTHORIZED, "token_revoked").await;
 }
+
+/// Property (finding 2 of the security review, seen by every verifier): six thieves loop
+/// `POST /auth/refresh` on two auth instances while the owner logs out everywhere; afterwards
+/// the last access token each thief was handed is refused by both books instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_loops_racing_logout_all_leave_no_token_books_accepts() {
+    let stack = crate::helpers::spawn_stack_with(
+        Backend::Postgres,
+        &[("AUTH_REFRESH_GRACE", "0")],
+        &[],
+        crate::helpers::redis_url(),
+    )
+    .await;
+    let auths = [stack.auth.clone(), stack.another_auth_instance().await];
+    let (second_books, _database) = stack.another_books_instance().await;
+    let owner = stack.user_with_roles("olga", "user").await;
+    let mut thieves = Vec::new();
+    for _ in 0..6 {
+        let mut current = stack.login("olga").await;
+        let (client, auths) = (stack.client.clone(), auths.clone());
+        thieves.push(tokio::spawn(async move {
+            for turn in 0.. {
+                let response = client
+                    .post(format!("{}/auth/refresh", auths[turn % 2]))
+                    .bearer_auth(&current.refresh)
+                    .send()
+                    .await
+                    .unwrap();
+                if response.status() != StatusCode::OK {
+                    return current;
+                }
+                current = crate::helpers::tokens(response).await;
+            }
+            unreachable!()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let ended = stack
+        .client
+        .post(format!("{}/auth/logout-all", auths[1]))
+        .bearer_auth(&owner.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), StatusCode::NO_CONTENT);
+
+    for thief in thieves {
+        let last = tokio::time::timeout(Duration::from_secs(20), thief)
+            .await
+            .expect("every refresh loop ends")
+            .unwrap();
+        for books in [&stack.books, &second_books] {
+            let refused = refused_soon(&stack.client, &format!("{books}/books"), &last.access).await;
+            assert_error(refused, StatusCode::UNAUTHORIZED, "token_revoked").await;
+        }
+    }
+}
