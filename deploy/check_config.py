@@ -83,6 +83,7 @@ VARIABLES = {
         "JWKS_URL": "http://127.0.0.1:8081/.well-known/jwks.json",
         "JWKS_REFETCH_COOLDOWN": "30",
         "REVOCATION_STALENESS_MS": "5000",
+        "BOOKS_ALLOW_NO_REVOCATIONS": "false",
     },
 }
 PORTS = {"auth-service": 8081, "books-service": 8082}
@@ -102,6 +103,8 @@ OPTIONAL = {"AUTH_BOOTSTRAP_ADMIN_USERNAME", "AUTH_BOOTSTRAP_ADMIN_PASSWORD", "A
 COMPOSE_MUST_SET = {"auth-service": {"AUTH_TRUSTED_PROXIES"}, "books-service": set()}
 # Settings that must be equal on both services.
 MUST_AGREE = ("REDIS_KEY_PREFIX", "JWT_ISSUER", "JWT_AUDIENCE")
+# Opt-outs a deployment must never take: books-service without revocations accepts revoked tokens.
+NEVER_TRUE = {"books-service": {"BOOKS_ALLOW_NO_REVOCATIONS"}, "auth-service": set()}
 
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
 # Names that contain one of those words but hold no secret.
@@ -313,6 +316,12 @@ def check_compose(r: Report) -> dict:
                 var in env and env[var].strip() != "",
                 f"{var} is set explicitly",
                 "its default does not work in a container",
+            )
+        for var in sorted(NEVER_TRUE[name]):
+            r.check(
+                default_of(env.get(var, "false")).strip().lower() not in ("true", "1"),
+                f"{var} is not turned on",
+                "a deployment must not run without its safety check",
             )
 
         listen = default_of(env.get("LISTEN_ADDR", ""))
@@ -563,6 +572,11 @@ def check_k8s(r: Report) -> None:
             r.check(not unknown, f"{name}: gets only variables it reads", f"unknown: {unknown}")
             for var in sorted(MUST_SET[name]):
                 r.check(bool(env.get(var)), f"{name}: {var} is provided")
+            for var in sorted(NEVER_TRUE[name]):
+                r.check(
+                    env.get(var, "false").strip().lower() not in ("true", "1"),
+                    f"{name}: {var} is not turned on",
+                )
             r.check(
                 env.get("LISTEN_ADDR", "").endswith(f":{port}"), f"{name}: LISTEN_ADDR on {port}"
             )
