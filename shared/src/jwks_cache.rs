@@ -135,9 +135,11 @@ impl JwksCache {
             return current.clone();
         }
         let fetcher = self.fetcher.clone();
-        let end = EndOfFlight(self.flight.clone());
+        let slot = self.flight.clone();
         let task = tokio::spawn(async move {
-            let _end = end;
+            // Made on the first poll, not before: a runtime shutting down drops an unpolled task
+            // inside `spawn`, where this thread still holds the lock the guard takes.
+            let _end = EndOfFlight(slot);
             let outcome = fetcher.fetch().await;
             if let Err(err) = &outcome {
                 tracing::warn!(url = %fetcher.url, error = %err, "JWKS fetch failed; keeping the keys we have");
