@@ -10,8 +10,11 @@
    default, nothing unknown is set, ports and health-check URLs match, dependencies wait for
    health, and no secret is written in the file.
 3. deploy/k8s/*.yaml parse, name themselves, probe /readyz and /healthz on the right port and
-   wire ConfigMaps, Secrets, Services, autoscalers, budgets and the Ingress consistently; with
-   kubernetes-validate installed, they also validate against the Kubernetes API schemas.
+   wire ConfigMaps, Secrets, Services, autoscalers, budgets and the Ingress consistently; the
+   NetworkPolicies deny ingress by default and let only the ingress controller reach the
+   services and only the services reach PostgreSQL and Redis; auth-service trusts a narrow
+   proxy range; with kubernetes-validate installed, they also validate against the Kubernetes
+   API schemas.
 4. deploy/nginx.conf.template renders and passes `nginx -t` (skipped when nginx is absent), and
    serves exactly the browser page's files from the web root that docker-compose.yml mounts.
 
@@ -82,6 +85,7 @@ VARIABLES = {
         "JWKS_URL": "http://127.0.0.1:8081/.well-known/jwks.json",
         "JWKS_REFETCH_COOLDOWN": "30",
         "REVOCATION_STALENESS_MS": "5000",
+        "BOOKS_ALLOW_NO_REVOCATIONS": "false",
     },
 }
 PORTS = {"auth-service": 8081, "books-service": 8082}
@@ -101,6 +105,17 @@ OPTIONAL = {"AUTH_BOOTSTRAP_ADMIN_USERNAME", "AUTH_BOOTSTRAP_ADMIN_PASSWORD", "A
 COMPOSE_MUST_SET = {"auth-service": {"AUTH_TRUSTED_PROXIES"}, "books-service": set()}
 # Settings that must be equal on both services.
 MUST_AGREE = ("REDIS_KEY_PREFIX", "JWT_ISSUER", "JWT_AUDIENCE")
+# Opt-outs a deployment must never take: books-service without revocations accepts revoked tokens.
+NEVER_TRUE = {"books-service": {"BOOKS_ALLOW_NO_REVOCATIONS"}, "auth-service": set()}
+# The widest range AUTH_TRUSTED_PROXIES may name in deploy/k8s (the ingress controller pods only).
+NARROWEST_TRUST = {4: 24, 6: 64}
+# NetworkPolicy: the namespace and pod labels of the ingress controller (ingress-nginx), and the
+# data stores only the services may reach, when they run in the namespace.
+INGRESS_CONTROLLER = {
+    "namespace": {"kubernetes.io/metadata.name": "ingress-nginx"},
+    "pods": {"app.kubernetes.io/name": "ingress-nginx"},
+}
+DATA_STORES = {"postgresql": 5432, "redis": 6379}
 
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
 # Names that contain one of those words but hold no secret.
@@ -312,6 +327,12 @@ def check_compose(r: Report) -> dict:
                 f"{var} is set explicitly",
                 "its default does not work in a container",
             )
+        for var in sorted(NEVER_TRUE[name]):
+            r.check(
+                default_of(env.get(var, "false")).strip().lower() not in ("true", "1"),
+                f"{var} is not turned on",
+                "a deployment must not run without its safety check",
+            )
 
         listen = default_of(env.get("LISTEN_ADDR", ""))
         r.check(listen.endswith(f":{port}"), f"LISTEN_ADDR listens on {port}", repr(listen))
@@ -502,6 +523,7 @@ def check_k8s(r: Report) -> None:
     sources = {("configMapRef", n): d for n, d in by_kind.get("ConfigMap", {}).items()}
     sources |= {("secretRef", n): d for n, d in by_kind.get("Secret", {}).items()}
     values: dict[str, dict[str, str]] = {}
+    pod_labels: dict[str, dict[str, str]] = {}
 
     for name, port in PORTS.items():
         dep = by_kind.get("Deployment", {}).get(name)
@@ -510,6 +532,7 @@ def check_k8s(r: Report) -> None:
         spec = dep["spec"]
         pod = spec["template"]["spec"]
         labels = spec["template"]["metadata"].get("labels", {})
+        pod_labels[name] = labels
         r.check(spec.get("replicas", 1) >= 2, f"{name}: at least 2 replicas")
         r.check(pod.get("securityContext", {}).get("runAsNonRoot") is True, f"{name}: runAsNonRoot")
         for c in pod["containers"]:
@@ -561,6 +584,11 @@ def check_k8s(r: Report) -> None:
             r.check(not unknown, f"{name}: gets only variables it reads", f"unknown: {unknown}")
             for var in sorted(MUST_SET[name]):
                 r.check(bool(env.get(var)), f"{name}: {var} is provided")
+            for var in sorted(NEVER_TRUE[name]):
+                r.check(
+                    env.get(var, "false").strip().lower() not in ("true", "1"),
+                    f"{name}: {var} is not turned on",
+                )
             r.check(
                 env.get("LISTEN_ADDR", "").endswith(f":{port}"), f"{name}: LISTEN_ADDR on {port}"
             )
@@ -576,6 +604,13 @@ def check_k8s(r: Report) -> None:
                 )
                 r.check(
                     bool(vol and vol.get("secret")), f"{name}: a Secret is mounted at AUTH_KEYS_DIR"
+                )
+                trusted = env.get("AUTH_TRUSTED_PROXIES", "")
+                r.check(
+                    "CHANGE-ME" in trusted or trust_is_narrow(trusted),
+                    f"{name}: AUTH_TRUSTED_PROXIES is a placeholder or names only narrow ranges",
+                    f"{trusted!r}: at most /{NARROWEST_TRUST[4]} (IPv4) or "
+                    f"/{NARROWEST_TRUST[6]} (IPv6), the ingress controller pods only",
                 )
             if name == "books-service":
                 jwks = urlsplit(env.get("JWKS_URL", ""))
@@ -625,6 +660,8 @@ def check_k8s(r: Report) -> None:
         str(routes),
     )
 
+    check_network_policies(r, by_kind.get("NetworkPolicy", {}), pod_labels)
+
     for path, doc in docs:
         if doc["kind"] == "Secret":
             for key, value in {**(doc.get("data") or {}), **(doc.get("stringData") or {})}.items():
@@ -633,6 +670,152 @@ def check_k8s(r: Report) -> None:
                     f"{path.name}: Secret {doc['metadata']['name']} {key} is a placeholder",
                     "real values do not belong in the repository",
                 )
+
+
+def trust_is_narrow(value: str) -> bool:
+    """Every entry of an AUTH_TRUSTED_PROXIES list is an address or a range no wider than
+    NARROWEST_TRUST."""
+    import ipaddress
+
+    entries = [e.strip() for e in value.split(",") if e.strip()]
+    try:
+        nets = [ipaddress.ip_network(e, strict=False) for e in entries]
+    except ValueError:
+        return False
+    return bool(nets) and all(n.prefixlen >= NARROWEST_TRUST[n.version] for n in nets)
+
+
+def selects(selector: dict | None, labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels and matchExpressions) matches `labels`."""
+    selector = selector or {}
+    if not (selector.get("matchLabels") or {}).items() <= labels.items():
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, vals = e.get("key"), e.get("operator"), e.get("values") or []
+        ok = {
+            "In": key in labels and labels[key] in vals,
+            "NotIn": key not in labels or labels[key] not in vals,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }.get(op, False)
+        if not ok:
+            return False
+    return True
+
+
+def selects_only(selector: dict | None, names: set[str]) -> bool:
+    """Whether a pod selector can only match pods named (app.kubernetes.io/name) in `names`."""
+    selector = selector or {}
+    named = (selector.get("matchLabels") or {}).get("app.kubernetes.io/name")
+    if named is not None:
+        return named in names
+    return any(
+        e.get("key") == "app.kubernetes.io/name"
+        and e.get("operator") == "In"
+        and set(e.get("values") or []) <= names
+        for e in selector.get("matchExpressions") or []
+    )
+
+
+def is_ingress_controller(peer: dict) -> bool:
+    """A `from` peer that is the ingress controller's namespace (and, optionally, its pods)."""
+    namespace = peer.get("namespaceSelector") or {}
+    return (
+        namespace.get("matchLabels") == INGRESS_CONTROLLER["namespace"]
+        and not namespace.get("matchExpressions")
+        and selects(peer.get("podSelector"), INGRESS_CONTROLLER["pods"])
+    )
+
+
+def admitted(policies: list[dict]) -> list[tuple[dict, set]]:
+    """(peer, ports) for every `from` peer of the policies' ingress rules; a rule without ports
+    admits every port (None)."""
+    out = []
+    for policy in policies:
+        for rule in policy["spec"].get("ingress") or []:
+            ports = {p.get("port") for p in rule.get("ports") or []} or {None}
+            for peer in rule.get("from") or [{}]:
+                out.append((peer, ports))
+    return out
+
+
+def check_network_policies(r: Report, policies: dict, pod_labels: dict) -> None:
+    r.section("deploy/k8s: NetworkPolicies")
+    for name, policy in policies.items():
+        spec = policy.get("spec") or {}
+        types = set(spec.get("policyTypes") or [])
+        r.check(
+            "podSelector" in spec and bool(types) and types <= {"Ingress", "Egress"},
+            f"NetworkPolicy {name}: podSelector and policyTypes",
+        )
+        if "Egress" in types:
+            r.check(
+                any(
+                    p.get("port") == 53
+                    for rule in spec.get("egress") or []
+                    for p in rule.get("ports") or []
+                ),
+                f"NetworkPolicy {name}: restricting egress still allows DNS (port 53)",
+            )
+    r.check(
+        any(
+            (p["spec"].get("podSelector") or {}) == {}
+            and "Ingress" in (p["spec"].get("policyTypes") or [])
+            and not p["spec"].get("ingress")
+            for p in policies.values()
+        ),
+        "a default-deny ingress policy selects every pod of the namespace",
+    )
+
+    for name, port in PORTS.items():
+        labels = pod_labels.get(name, {"app.kubernetes.io/name": name})
+        mine = [
+            p
+            for p in policies.values()
+            if (p["spec"].get("podSelector") or {}) != {} and selects(p["spec"]["podSelector"], labels)
+        ]
+        if not r.check(bool(mine), f"a NetworkPolicy selects the {name} pods"):
+            continue
+        # Books fetches auth's JWKS; nothing else in the namespace needs either service.
+        peers_ok = {"books-service"} if name == "auth-service" else set()
+        for peer, ports in admitted(mine):
+            in_namespace = "namespaceSelector" not in peer and "ipBlock" not in peer
+            r.check(
+                is_ingress_controller(peer)
+                or (in_namespace and peer and selects_only(peer.get("podSelector"), peers_ok)),
+                f"{name}: admits only the ingress controller"
+                + (" and books-service" if peers_ok else ""),
+                f"also {peer or 'everyone'}",
+            )
+            r.check(ports == {port}, f"{name}: admits port {port} only", str(ports))
+        r.check(
+            any(is_ingress_controller(peer) for peer, _ in admitted(mine)),
+            f"{name}: the ingress controller (namespace ingress-nginx) gets in",
+        )
+
+    for store, port in DATA_STORES.items():
+        labels = {"app.kubernetes.io/name": store}
+        mine = [
+            p
+            for p in policies.values()
+            if (p["spec"].get("podSelector") or {}) != {} and selects(p["spec"]["podSelector"], labels)
+        ]
+        if not r.check(bool(mine), f"a NetworkPolicy selects the {store} pods"):
+            continue
+        peers = admitted(mine)
+        for peer, ports in peers:
+            r.check(
+                set(peer) == {"podSelector"}
+                and selects_only(peer["podSelector"], set(PORTS)),
+                f"{store}: admits only auth-service and books-service",
+                f"also {peer or 'everyone'}",
+            )
+            r.check(ports == {port}, f"{store}: admits port {port} only", str(ports))
+        for service in PORTS:
+            r.check(
+                any(selects(peer.get("podSelector"), pod_labels.get(service, {})) for peer, _ in peers),
+                f"{store}: {service} gets in",
+            )
 
 
 # --- 4. nginx ----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ const MIN_MODULUS_BYTES: usize = 256;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read keys directory {0}: {1}")]
-    Io(String, std::io::Error),
+    Io(String, #[source] std::io::Error),
     #[error("{0} is not an RSA PKCS#8 PEM private key of at least 2048 bits")]
     BadKey(String),
     #[error("key generation failed: {0}")]
@@ -122,7 +122,12 @@ impl KeyRing {
     /// Loads `*.pem` from `dir`, generating a first key when there is none.
     pub async fn load_or_generate(dir: &Path) -> Result<Self, KeyError> {
         let io = |e| KeyError::Io(dir.display().to_string(), e);
-        tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(PRIVATE_DIR)
+            .create(dir)
+            .await
+            .map_err(io)?;
         if pem_files(dir)?.is_empty() {
             let dir = dir.to_owned();
             tokio::task::spawn_blocking(move || generate_key_file(&dir))
@@ -232,6 +237,7 @@ pub struct KeyStore {
 impl KeyStore {
     pub async fn open(dir: &Path, policy: KeyPolicy) -> Result<Self, KeyError> {
         let ring = KeyRing::load_or_generate(dir).await?;
+        warn_about_loose_permissions(dir);
         Ok(Self {
             dir: dir.to_owned(),
             policy,
@@ -267,6 +273,46 @@ impl KeyStore {
         *self.ring.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(ring);
         tracing::info!(keys = count, "signing keys reloaded");
         Ok(())
+    }
+}
+
+/// Mode of a keys directory we create: the service's user alone may list it.
+const PRIVATE_DIR: u32 = 0o700;
+/// Permission bits that let the group or others read (a directory: list).
+const READABLE_BY_OTHERS: u32 = 0o044;
+
+/// The keys directory and the key files in it that the group or others can read, with their
+/// permission bits. A private key should be readable by the service's user alone.
+pub fn loose_permissions(dir: &Path) -> Result<Vec<(PathBuf, u32)>, KeyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut loose = Vec::new();
+    for path in std::iter::once(dir.to_owned()).chain(pem_files(dir)?) {
+        let mode = std::fs::metadata(&path)
+            .map_err(|e| KeyError::Io(path.display().to_string(), e))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & READABLE_BY_OTHERS != 0 {
+            loose.push((path, mode));
+        }
+    }
+    Ok(loose)
+}
+
+/// Logs each path [`loose_permissions`] finds (the path and its mode, never the contents).
+/// Only a warning: a mounted Secret's modes are the orchestrator's, not ours to change.
+fn warn_about_loose_permissions(dir: &Path) {
+    match loose_permissions(dir) {
+        Ok(paths) => {
+            for (path, mode) in paths {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:04o}"),
+                    "signing key material is readable by group or others; chmod 0700 the keys directory and 0600 its key files"
+                );
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot check the keys directory's permissions"),
     }
 }
 
@@ -315,7 +361,12 @@ pub fn generate_key_file(dir: &Path) -> Result<PathBuf, KeyError> {
 /// its next reload and signs with it once the activation delay has passed; the old key stays
 /// published until everything it signed has expired.
 pub fn rotate(dir: &Path, activation_delay_secs: u64) -> Result<serde_json::Value, KeyError> {
-    std::fs::create_dir_all(dir).map_err(|e| KeyError::Io(dir.display().to_string(), e))?;
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR)
+        .create(dir)
+        .map_err(|e| KeyError::Io(dir.display().to_string(), e))?;
     let path = generate_key_file(dir)?;
     let pem =
         std::fs::read_to_string(&path).map_err(|e| KeyError::Io(path.display().to_string(), e))?;
@@ -369,6 +420,25 @@ mod tests {
             jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).unwrap();
         assert_eq!(data.claims["sub"], "1");
         assert_eq!(data.header.kid.as_deref(), Some(key.kid()));
+    }
+
+    #[tokio::test]
+    async fn a_generated_keys_dir_is_private_and_a_loose_key_is_reported() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("keys");
+        KeyRing::load_or_generate(&dir).await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(loose_permissions(&dir).unwrap(), vec![]);
+
+        let key = pem_files(&dir).unwrap().remove(0);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        assert_eq!(
+            loose_permissions(&dir).unwrap(),
+            vec![(dir.clone(), 0o750), (key, 0o644)]
+        );
     }
 
     #[tokio::test]

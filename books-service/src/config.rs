@@ -11,8 +11,12 @@ use shared::db::DatabaseUrl;
 pub struct Settings {
     pub listen_addr: SocketAddr,
     pub database_url: DatabaseUrl,
-    /// `None`: no revocation feed (single-process use only; logged loudly).
+    /// Where revocations come from. `None` is refused at start unless `allow_no_revocations`,
+    /// or the revocation store is passed in (the one-process local stack).
     pub redis_url: Option<String>,
+    /// `BOOKS_ALLOW_NO_REVOCATIONS=true`: the operator accepts that, without `REDIS_URL`,
+    /// revoked tokens stay valid here until they expire.
+    pub allow_no_revocations: bool,
     pub redis_key_prefix: String,
     pub jwks_url: String,
     pub issuer: String,
@@ -42,6 +46,16 @@ impl Settings {
             listen_addr: env.listen_addr("0.0.0.0:8082")?,
             database_url: env.database_url("data/books.db")?,
             redis_url: env.redis_url()?,
+            allow_no_revocations: match env.get("BOOKS_ALLOW_NO_REVOCATIONS") {
+                None | Some("false") | Some("0") => false,
+                Some("true") | Some("1") => true,
+                Some(_) => {
+                    return Err(invalid(
+                        "BOOKS_ALLOW_NO_REVOCATIONS",
+                        "expected true or false",
+                    ))
+                }
+            },
             redis_key_prefix: env.string("REDIS_KEY_PREFIX", "authbooks:"),
             jwks_url,
             issuer: env.string("JWT_ISSUER", "authbooks"),
@@ -66,6 +80,7 @@ mod tests {
         assert_eq!(s.database_url, DatabaseUrl::Sqlite("data/books.db".into()));
         assert_eq!(s.revocation_staleness, Duration::from_secs(5));
         assert_eq!(s.jwks_cooldown, Duration::from_secs(30));
+        assert!(s.redis_url.is_none() && !s.allow_no_revocations);
     }
 
     #[test]
@@ -74,5 +89,10 @@ mod tests {
         assert_eq!(Settings::from_vars(vars).unwrap_err().var, "JWKS_URL");
         let vars = HashMap::from([("JWT_LEEWAY".to_owned(), "-1".to_owned())]);
         assert_eq!(Settings::from_vars(vars).unwrap_err().var, "JWT_LEEWAY");
+        let vars = HashMap::from([("BOOKS_ALLOW_NO_REVOCATIONS".to_owned(), "yes".to_owned())]);
+        assert_eq!(
+            Settings::from_vars(vars).unwrap_err().var,
+            "BOOKS_ALLOW_NO_REVOCATIONS"
+        );
     }
 }

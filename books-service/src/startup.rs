@@ -6,6 +6,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::web;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use shared::config::{invalid, ConfigError};
 use shared::jwks_cache::JwksCache;
 use shared::revocation::{MemoryRevocations, RevocationCheck, RevocationReplica};
 use shared::{AuthContext, KeySet, Metrics, TokenVerifier, VerifierConfig};
@@ -20,8 +21,17 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 const DEPENDENCY_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartupError(String);
+pub enum StartupError {
+    /// A setting that passed parsing but cannot work, reported like any configuration error.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("DATABASE_URL: {0}")]
+    Database(#[source] shared::db::DbSetupError),
+    #[error("start-up task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("{0}")]
+    Bind(String),
+}
 
 pub struct Application {
     port: u16,
@@ -40,13 +50,20 @@ impl Application {
         settings: Settings,
         revocations: Option<Arc<dyn RevocationCheck>>,
     ) -> Result<Self, StartupError> {
+        // Checked before anything starts, so a missing revocation source fails at once.
+        if revocations.is_none() && settings.redis_url.is_none() && !settings.allow_no_revocations {
+            return Err(invalid(
+                "REDIS_URL",
+                "not set, so revoked tokens would be accepted; set it to the Redis auth-service revokes into, or BOOKS_ALLOW_NO_REVOCATIONS=true to run without revocation checks",
+            )
+            .into());
+        }
         let database_url = settings.database_url.clone();
         let pool = tokio::task::spawn_blocking(move || {
             shared::db::connect_and_migrate(&database_url, MIGRATIONS, DEPENDENCY_WAIT)
         })
-        .await
-        .map_err(|e| StartupError(e.to_string()))?
-        .map_err(|e| StartupError(format!("DATABASE_URL: {e}")))?;
+        .await?
+        .map_err(StartupError::Database)?;
 
         let revocations: Arc<dyn RevocationCheck> = match (revocations, &settings.redis_url) {
             (Some(shared), _) => shared,
@@ -56,7 +73,7 @@ impl Application {
                 settings.revocation_staleness,
             ),
             (None, None) => {
-                tracing::warn!("REDIS_URL is not set: this books-service cannot learn of revocations made by a separate auth-service");
+                tracing::warn!("REDIS_URL is not set and BOOKS_ALLOW_NO_REVOCATIONS=true: revoked tokens are accepted here until they expire");
                 Arc::new(MemoryRevocations::new())
             }
         };
@@ -99,7 +116,7 @@ impl Application {
                 cfg.configure(routes::health::config);
             },
         )
-        .map_err(StartupError)?;
+        .map_err(StartupError::Bind)?;
         let (port, server) = (bound.port, bound.server);
         Ok(Self { port, server, keys })
     }

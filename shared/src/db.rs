@@ -2,7 +2,7 @@
 //! the zero-setup default. Both services use this pool and the same retry-at-start rule.
 
 use std::cell::Cell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -143,10 +143,37 @@ pub fn discard(conn: PooledDb) {
     drop(conn);
 }
 
+/// Creates a missing SQLite file with mode 0600 (and its missing directories with 0700) before
+/// SQLite would create it with the umask's mode, typically 0644: it holds password hashes.
+/// SQLite gives its `-wal` and `-shm` files the database file's mode. An existing file is left
+/// as it is.
+pub fn create_private_sqlite_file(path: &Path) -> Result<(), DbSetupError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| DbSetupError::DataDir(dir.display().to_string(), e))?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(DbSetupError::DataFile(path.display().to_string(), e)),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbSetupError {
     #[error("cannot create the data directory {0}: {1}")]
-    DataDir(String, std::io::Error),
+    DataDir(String, #[source] std::io::Error),
+    #[error("cannot create the database file {0}: {1}")]
+    DataFile(String, #[source] std::io::Error),
     #[error("database not reachable: {0}")]
     Unreachable(String),
     #[error("migrations failed: {0}")]
@@ -164,10 +191,7 @@ pub fn connect_and_migrate(
     wait: Duration,
 ) -> Result<DbPool, DbSetupError> {
     if let DatabaseUrl::Sqlite(path) = url {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| DbSetupError::DataDir(dir.display().to_string(), e))?;
-        }
+        create_private_sqlite_file(path)?;
     }
     let max_size = match url {
         DatabaseUrl::Postgres(_) => 10,
@@ -255,7 +279,29 @@ pub fn is_connection_lost(err: &diesel::result::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::DatabaseUrl;
+    use super::{create_private_sqlite_file, DatabaseUrl};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_new_sqlite_file_and_its_new_directory_are_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("data/nested/auth.db");
+        create_private_sqlite_file(&file).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&tmp.path().join("data/nested")), 0o700);
+        assert_eq!(mode(&tmp.path().join("data")), 0o700);
+
+        // An existing file is the operator's: neither truncated nor re-moded.
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        create_private_sqlite_file(&file).unwrap();
+        assert_eq!(mode(&file), 0o640);
+        assert_eq!(std::fs::read(&file).unwrap(), b"x");
+    }
 
     #[test]
     fn database_urls_are_parsed_strictly() {

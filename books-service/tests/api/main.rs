@@ -7,3 +7,4 @@ mod keys;
 mod openapi;
 mod revocation;
 mod sessions;
+mod startup;

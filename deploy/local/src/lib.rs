@@ -6,6 +6,7 @@ pub mod proxy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -46,7 +47,11 @@ fn settings_vars(overrides: &[(&str, String)]) -> HashMap<String, String> {
 
 /// Starts everything, prints how to use it, and serves until Ctrl-C.
 pub async fn run(config: StackConfig) -> Result<(), String> {
-    std::fs::create_dir_all(&config.data_dir)
+    // It holds the SQLite files and the signing keys: this user's alone when we create it.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     let data = config.data_dir.display().to_string();
     let first_start = !config.data_dir.join("auth.db").exists();

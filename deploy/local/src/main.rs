@@ -28,7 +28,10 @@ async fn main() {
             let settings = books_service::Settings::from_env().unwrap_or_else(|e| exit(2, e));
             let app = books_service::Application::build(settings)
                 .await
-                .unwrap_or_else(|e| exit(1, format!("books-service failed to start: {e}")));
+                .unwrap_or_else(|e| match e {
+                    books_service::startup::StartupError::Config(e) => exit(2, e),
+                    e => exit(1, format!("books-service failed to start: {e}")),
+                });
             app.run_until_stopped().await.unwrap_or_else(|e| exit(1, e));
         }
         "bare-verify" => {
