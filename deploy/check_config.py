@@ -15,7 +15,10 @@
    services and only the services reach PostgreSQL and Redis; auth-service trusts a narrow
    proxy range; with kubernetes-validate installed, they also validate against the Kubernetes
    API schemas.
-4. deploy/nginx.conf.template renders and passes `nginx -t` (skipped when nginx is absent), and
+4. The build context follows the layout: every path deploy/Dockerfile copies exists, every
+   workspace member is copied (cargo needs them all), and every path .dockerignore names is a
+   directory of the repository or a build output.
+5. deploy/nginx.conf.template renders and passes `nginx -t` (skipped when nginx is absent), and
    serves exactly the browser page's files from the web root that docker-compose.yml mounts.
 
 Every problem is listed; the exit status is 1 when there is any, 2 when a tool is missing.
@@ -932,10 +935,40 @@ def check_nginx(r: Report, compose: dict) -> None:
         )
 
 
+# What .dockerignore may name although the repository does not hold it: build outputs and
+# local state.
+BUILD_OUTPUTS = {"target", "data", ".env", "fuzz/target"}
+
+
+def check_layout(r: Report) -> None:
+    r.section("build context follows the layout")
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    copied = set()
+    for line in dockerfile.splitlines():
+        words = line.split()
+        if words[:1] != ["COPY"] or any(w.startswith("--from") for w in words):
+            continue
+        for source in words[1:-1]:
+            copied.add(source.rstrip("/"))
+            r.check((ROOT / source).exists(), f"Dockerfile copies {source}", "no such path")
+    manifest = (ROOT / "Cargo.toml").read_text()
+    members = re.search(r"members\s*=\s*\[(.*?)\]", manifest, re.S)
+    for member in re.findall(r'"([^"]+)"', members.group(1) if members else ""):
+        r.check(any(member == c or member.startswith(c + "/") for c in copied),
+                f"Dockerfile copies workspace member {member}", "cargo would not find it")
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        entry = line.strip()
+        if not entry or entry.startswith("#") or "*" in entry:
+            continue
+        r.check(entry in BUILD_OUTPUTS or (ROOT / entry).exists(),
+                f".dockerignore names {entry}", "no such path in the repository")
+
+
 def main() -> int:
     r = Report(verbose="-v" in sys.argv[1:] or "--verbose" in sys.argv[1:])
     check_schema(r)
     check_sources(r)
+    check_layout(r)
     compose = check_compose(r)
     check_k8s(r)
     check_nginx(r, compose)
