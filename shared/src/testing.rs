@@ -263,3 +263,60 @@ impl Drop for PrivateRedis {
         self.stop();
     }
 }
+
+/// A token pair as the services answer it.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+}
+
+/// The pair of a `200` login or refresh answer.
+pub async fn tokens(response: reqwest::Response) -> Tokens {
+    assert_eq!(
+        response.status(),
+        reqwest::StatusCode::OK,
+        "token pair expected"
+    );
+    let body: Value = response.json().await.expect("JSON token pair");
+    let token = |name: &str| body[name].as_str().expect(name).to_owned();
+    Tokens {
+        access: token("access_token"),
+        refresh: token("refresh_token"),
+    }
+}
+
+/// Asserts an error answer of the contract — status, `error` code, a message, and on 401 the
+/// RFC 6750 `WWW-Authenticate` challenge — and returns its body.
+pub async fn assert_error(
+    response: reqwest::Response,
+    status: reqwest::StatusCode,
+    code: &str,
+) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body: Value = response.json().await.expect("JSON error body");
+    assert_eq!(body["error"], code, "error code in {body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        let challenge = challenge.expect("401 carries WWW-Authenticate");
+        assert!(challenge.starts_with("Bearer error="), "{challenge}");
+    }
+    body
+}
+
+/// Waits (up to 15 s) until `base/readyz` answers 200.
+pub async fn wait_ready(client: &reqwest::Client, base: &str) {
+    for _ in 0..300 {
+        let ready = client.get(format!("{base}/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{base} did not become ready");
+}

@@ -18,7 +18,7 @@ pub enum Backend {
     Sqlite,
 }
 
-pub use shared::testing::{payload, redis_url, TestDatabase};
+pub use shared::testing::{assert_error, payload, redis_url, tokens, TestDatabase, Tokens};
 
 pub struct TestApp {
     pub address: String,
@@ -97,13 +97,6 @@ async fn start(settings: Settings) -> (String, std::sync::Arc<auth_service::paus
     let pauses = app.pause_points();
     tokio::spawn(app.run_until_stopped());
     (address, pauses)
-}
-
-/// A token pair as returned by login and refresh.
-#[derive(Clone, Debug)]
-pub struct Tokens {
-    pub access: String,
-    pub refresh: String,
 }
 
 impl TestApp {
@@ -248,37 +241,6 @@ impl TestApp {
             .expect("sql");
         rows.into_iter().next().expect("one row").value
     }
-}
-
-pub async fn tokens(response: Response) -> Tokens {
-    let body: Value = response.json().await.expect("json body");
-    Tokens {
-        access: body["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_owned(),
-        refresh: body["refresh_token"]
-            .as_str()
-            .expect("refresh_token")
-            .to_owned(),
-    }
-}
-
-/// Asserts an API.md error: status, `error` code, a message, and returns the body.
-pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
-    assert_eq!(response.status(), status, "status");
-    let www = response
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body: Value = response.json().await.expect("JSON error body");
-    assert_eq!(body["error"], code, "error code in {body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
-    if status == StatusCode::UNAUTHORIZED {
-        let www = www.expect("401 carries WWW-Authenticate");
-        assert!(www.starts_with("Bearer error="), "{www}");
-    }
-    body
 }
 
 /// Generates `mod name { postgres, sqlite }` test pairs calling `name(Backend)`.

@@ -18,7 +18,9 @@ pub enum Backend {
     Sqlite,
 }
 
-pub use shared::testing::{payload, redis_url, TestDatabase};
+pub use shared::testing::{
+    assert_error, payload, redis_url, tokens, wait_ready as wait_until_ready, TestDatabase, Tokens,
+};
 
 pub struct Stack {
     pub auth: String,
@@ -134,21 +136,6 @@ pub async fn spawn_stack_with(
     };
     stack.wait_until_ready().await;
     stack
-}
-
-#[derive(Clone, Debug)]
-pub struct Tokens {
-    pub access: String,
-    pub refresh: String,
-}
-
-pub async fn tokens(response: Response) -> Tokens {
-    assert_eq!(response.status(), StatusCode::OK, "token pair expected");
-    let body: Value = response.json().await.expect("json");
-    Tokens {
-        access: body["access_token"].as_str().expect("access").to_owned(),
-        refresh: body["refresh_token"].as_str().expect("refresh").to_owned(),
-    }
 }
 
 impl Stack {
@@ -323,28 +310,8 @@ impl Stack {
 }
 
 /// Polls `/readyz` until 200 (at most 10 s).
-pub async fn wait_until_ready(client: &reqwest::Client, base: &str) {
-    for _ in 0..200 {
-        let ready = client.get(format!("{base}/readyz")).send().await;
-        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("{base} did not become ready");
-}
-
 pub fn book(title: &str, author: &str) -> Value {
     json!({ "title": title, "author": author })
-}
-
-/// Asserts an API.md error: status, `error` code and a message.
-pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
-    assert_eq!(response.status(), status, "status");
-    let body: Value = response.json().await.expect("JSON error body");
-    assert_eq!(body["error"], code, "error code in {body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
-    body
 }
 
 #[macro_export]
