@@ -19,8 +19,9 @@ pub enum AuthError {
     Validation(BTreeMap<String, String>),
     #[error("{0}")]
     Conflict(&'static str),
-    /// Too many login attempts; the client may retry after this many seconds.
-    #[error("too many login attempts; try again in {0} s")]
+    /// Too many attempts (login, registration, password change); the client may retry after this
+    /// many seconds.
+    #[error("too many attempts; try again in {0} s")]
     RateLimited(u64),
     #[error("{0}")]
     NotFound(&'static str),

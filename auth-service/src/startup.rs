@@ -16,7 +16,7 @@ use crate::error::AuthError;
 use crate::keys::{KeyPolicy, KeyStore};
 use crate::routes;
 use crate::store::UserStore;
-use crate::throttle::{LoginThrottle, MemoryThrottle, RedisThrottle, ThrottlePolicy};
+use crate::throttle::{MemoryThrottle, RedisThrottle, Throttle, ThrottlePolicy, ThrottleStore};
 use crate::tokens::TokenIssuer;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -35,11 +35,11 @@ pub struct AppState {
     pub jwks_max_age: u64,
     /// How long a rotated refresh token may be replayed for the same answer.
     pub refresh_grace: Duration,
-    pub throttle: Arc<dyn LoginThrottle>,
+    /// Login, registration and password-change limits, with the trusted proxies.
+    pub throttle: Throttle,
     pub cookie_secure: bool,
     /// Seconds before expiry at which a cookie access token is renewed implicitly.
     pub cookie_refresh_window: u64,
-    pub trusted_proxies: crate::throttle::TrustedProxies,
     pub public_url: Option<String>,
 }
 
@@ -85,7 +85,12 @@ impl Application {
             Some(shared) => shared,
             None => revocation_store(&settings).await?,
         };
-        let throttle = login_throttle(&settings).await?;
+        let policy = ThrottlePolicy::new(
+            settings.login_limit_username,
+            settings.login_limit_address,
+            settings.register_limit_address,
+        );
+        let throttle_store = throttle_store(&settings, &policy).await?;
         let users = UserStore::new(pool);
         crate::password::warm_up();
         if let Some(admin) = &settings.bootstrap_admin {
@@ -128,10 +133,14 @@ impl Application {
             leeway: settings.leeway,
             jwks_max_age: settings.jwks_max_age,
             refresh_grace: Duration::from_secs(settings.refresh_grace_secs),
-            throttle,
+            throttle: Throttle::new(
+                throttle_store,
+                policy,
+                settings.trusted_proxies.clone(),
+                metrics.clone().into_inner(),
+            ),
             cookie_secure: settings.cookie_secure,
             cookie_refresh_window: settings.cookie_refresh_window,
-            trusted_proxies: settings.trusted_proxies.clone(),
             public_url: settings.public_url.clone(),
         });
 
@@ -186,12 +195,10 @@ fn spawn_key_reloader(keys: Arc<KeyStore>, verifier: Arc<TokenVerifier>, every: 
     });
 }
 
-async fn login_throttle(settings: &Settings) -> Result<Arc<dyn LoginThrottle>, StartupError> {
-    let policy = ThrottlePolicy {
-        per_username: settings.login_limit_username,
-        per_address: settings.login_limit_address,
-        ..ThrottlePolicy::default()
-    };
+async fn throttle_store(
+    settings: &Settings,
+    policy: &ThrottlePolicy,
+) -> Result<Arc<dyn ThrottleStore>, StartupError> {
     match &settings.redis_url {
         Some(url) => {
             let throttle = shared::retry_with_backoff("redis", DEPENDENCY_WAIT, || {
@@ -201,7 +208,7 @@ async fn login_throttle(settings: &Settings) -> Result<Arc<dyn LoginThrottle>, S
             .map_err(|e| StartupError(format!("REDIS_URL: {e}")))?;
             Ok(Arc::new(throttle))
         }
-        None => Ok(Arc::new(MemoryThrottle::new(policy))),
+        None => Ok(Arc::new(MemoryThrottle::new(policy.clone()))),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Session-wide operations: logout everywhere, password change, role administration. Each ends
 //! the affected user's existing tokens with a per-user cut-off that every verifier applies.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use shared::{AccessClaims, Revocation, RevocationEntry, Role};
 
@@ -80,13 +80,15 @@ impl PasswordChange {
 }
 
 api_errors!(
-    PasswordErrors: TOKEN + JSON_BODY + [FreshTokenRequired, InvalidCredentials, CsrfFailed]
+    PasswordErrors: TOKEN + JSON_BODY
+        + [FreshTokenRequired, InvalidCredentials, CsrfFailed, RateLimited]
 );
 
 /// Change the caller's password (fresh token); every other session ends
 ///
 /// `new_password` is 8-128 characters; a wrong `current_password` is `invalid_credentials`.
-/// The token that made the change stays valid until it expires.
+/// The token that made the change stays valid until it expires. Throttled per user and per
+/// client address like login; a locked attempt is refused before any password work.
 #[utoipa::path(
     post,
     path = "/auth/password",
@@ -100,11 +102,14 @@ api_errors!(
 )]
 async fn change_password(
     state: web::Data<AppState>,
+    req: HttpRequest,
     claims: AccessClaims,
     body: web::Json<PasswordChange>,
 ) -> Result<HttpResponse, AuthError> {
     claims.require_fresh()?;
     let (current_password, new_password) = body.into_inner().parse()?;
+    // Before argon2: a stolen fresh token must not buy unlimited guesses of the password.
+    let attempt = state.throttle.password_change(&req, &claims.sub).await?;
     let user = state
         .users
         .by_id(claims.sub.clone())
@@ -115,6 +120,7 @@ async fn change_password(
     if !matches!(verdict, Verdict::Valid { .. }) {
         return Err(AuthError::InvalidCredentials);
     }
+    state.throttle.password_verified(attempt).await?;
     let hash = argon2(move || password::hash(&new_password))
         .await?
         .map_err(|e| AuthError::Unexpected(e.to_string()))?;

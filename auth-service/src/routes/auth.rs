@@ -12,7 +12,6 @@ use crate::password::{self, Verdict};
 use crate::routes::session;
 use crate::startup::AppState;
 use crate::store::User;
-use crate::throttle::client_address;
 use crate::tokens::{IssuedPair, Subject, TokenPair};
 use shared::api_errors;
 use shared::openapi::RoleSchema;
@@ -96,9 +95,11 @@ pub async fn argon2<T: Send + 'static>(
         .map_err(|e| AuthError::Unexpected(format!("blocking task failed: {e}")))
 }
 
-api_errors!(RegisterErrors: JSON_BODY + [Conflict, Unavailable]);
+api_errors!(RegisterErrors: JSON_BODY + [Conflict, RateLimited, Unavailable]);
 
 /// Create an account with role `user`
+///
+/// Throttled per client address; a locked attempt is refused before the password is hashed.
 #[utoipa::path(
     post,
     path = "/auth/register",
@@ -112,9 +113,12 @@ api_errors!(RegisterErrors: JSON_BODY + [Conflict, Unavailable]);
 )]
 async fn register(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, AuthError> {
     let (username, password) = body.into_inner().into_new_account()?;
+    // Before the hash: a flood of sign-ups must not take the CPU from logins.
+    state.throttle.register(&req).await?;
     let hash = argon2(move || password::hash(&password))
         .await?
         .map_err(|e| AuthError::Unexpected(e.to_string()))?;
@@ -132,8 +136,8 @@ api_errors!(LoginErrors: JSON_BODY + [InvalidCredentials, RateLimited, Unavailab
 
 /// Log in with a password: a fresh access token and a refresh token of a new session
 ///
-/// Throttled per username and per client address; a locked attempt is refused before any
-/// password work.
+/// Throttled per (username, client address), per username and per client address; a locked
+/// attempt is refused before any password work.
 #[utoipa::path(
     post,
     path = "/auth/login",
@@ -165,22 +169,9 @@ pub async fn authenticate(
     csrf: Option<String>,
 ) -> Result<IssuedPair, AuthError> {
     let Credentials { username, password } = credentials;
-    let throttle_name = username.trim().to_ascii_lowercase();
-    let address = client_address(
-        req.peer_addr().map(|a| a.ip()),
-        req.headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok()),
-        &state.trusted_proxies,
-    );
     // Refused before any argon2 work, so a flood of guesses costs us almost nothing.
-    if let Err(wait) = state.throttle.attempt(&throttle_name, &address).await? {
-        state.metrics.inc("auth_logins_total{result=\"throttled\"}");
-        return Err(AuthError::RateLimited(
-            wait.as_secs_f64().ceil().max(1.0) as u64
-        ));
-    }
-    // A name that could never have been registered still costs one verification.
+    let attempt = state.throttle.login(req, &username).await?;
+    // A malformed name still costs one verification (an over-long one never gets here).
     let user = match Username::parse(&username) {
         Ok(name) => state.users.by_username(name.as_str().to_owned()).await?,
         Err(_) => None,
@@ -197,7 +188,7 @@ pub async fn authenticate(
             return Err(AuthError::InvalidCredentials);
         }
     };
-    state.throttle.succeeded(&throttle_name).await?;
+    state.throttle.login_succeeded(attempt).await?;
     if needs_rehash {
         rehash(state, &user, password).await;
     }
