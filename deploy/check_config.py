@@ -81,6 +81,7 @@ VARIABLES = {
         "AUTH_PUBLIC_URL": None,
         "AUTH_LOGIN_LIMIT_USERNAME": "5",
         "AUTH_LOGIN_LIMIT_ADDRESS": "100",
+        "AUTH_REGISTER_LIMIT_ADDRESS": "10",
     },
     "books-service": {
         **COMMON,

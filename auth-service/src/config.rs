@@ -65,9 +65,12 @@ pub struct Settings {
     /// The public base URL (e.g. `https://api.example.com`) for discovery documents; when unset
     /// they are built from the request's Host.
     pub public_url: Option<String>,
-    /// Login attempts per username / per client address before back-off starts.
+    /// Login attempts per (username, client address) / per client address before back-off
+    /// starts; the per-username limit is derived (see `throttle::USERNAME_FACTOR`).
     pub login_limit_username: u64,
     pub login_limit_address: u64,
+    /// Registrations per client address before back-off starts.
+    pub register_limit_address: u64,
     /// HTTP worker threads; one per core when unset.
     pub workers: Option<usize>,
 }
@@ -156,6 +159,7 @@ impl Settings {
             },
             login_limit_username: env.seconds("AUTH_LOGIN_LIMIT_USERNAME", 5, 1)?,
             login_limit_address: env.seconds("AUTH_LOGIN_LIMIT_ADDRESS", 100, 1)?,
+            register_limit_address: env.seconds("AUTH_REGISTER_LIMIT_ADDRESS", 10, 1)?,
             workers: env.workers()?,
         })
     }
@@ -185,6 +189,14 @@ mod tests {
         assert_eq!(
             (s.issuer.as_str(), s.audience.as_str()),
             ("authbooks", "authbooks-api")
+        );
+        assert_eq!(
+            (
+                s.login_limit_username,
+                s.login_limit_address,
+                s.register_limit_address
+            ),
+            (5, 100, 10)
         );
     }
 

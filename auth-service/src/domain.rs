@@ -7,9 +7,12 @@ use std::fmt;
 pub struct Username(String);
 
 impl Username {
+    /// The longest name an account can have; every valid name is ASCII, so bytes and characters.
+    pub const MAX_LEN: usize = 64;
+
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let len = raw.chars().count();
-        if !(3..=64).contains(&len) {
+        if !(3..=Self::MAX_LEN).contains(&len) {
             return Err("must be 3-64 characters");
         }
         if !raw

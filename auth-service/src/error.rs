@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use shared::revocation::StoreUnavailable;
 use shared::error::ErrorChain;
+use shared::revocation::StoreUnavailable;
 use shared::{ErrorBody, ErrorCode, TokenError};
 
 /// The cause of an unexpected or unavailable error, kept as a value for the log.
@@ -23,8 +23,9 @@ pub enum AuthError {
     Validation(BTreeMap<String, String>),
     #[error("{0}")]
     Conflict(&'static str),
-    /// Too many login attempts; the client may retry after this many seconds.
-    #[error("too many login attempts; try again in {0} s")]
+    /// Too many attempts (login, registration, password change); the client may retry after this
+    /// many seconds.
+    #[error("too many attempts; try again in {0} s")]
     RateLimited(u64),
     #[error("{0}")]
     NotFound(&'static str),

@@ -31,15 +31,9 @@ pub async fn authenticate(
     password: String,
     csrf: Option<String>,
 ) -> Result<IssuedPair, AuthError> {
-    let throttle_name = username.trim().to_ascii_lowercase();
     // Refused before any argon2 work, so a flood of guesses costs us almost nothing.
-    if let Err(wait) = state.throttle.attempt(&throttle_name, address).await? {
-        state.metrics.inc("auth_logins_total{result=\"throttled\"}");
-        return Err(AuthError::RateLimited(
-            wait.as_secs_f64().ceil().max(1.0) as u64
-        ));
-    }
-    // A name that could never have been registered still costs one verification.
+    let attempt = state.throttle.login(address, username).await?;
+    // A malformed name still costs one verification (an over-long one never gets here).
     let user = match Username::parse(username) {
         Ok(name) => state.users.by_username(name.as_str().to_owned()).await?,
         Err(_) => None,
@@ -56,7 +50,7 @@ pub async fn authenticate(
             return Err(AuthError::InvalidCredentials);
         }
     };
-    state.throttle.succeeded(&throttle_name).await?;
+    state.throttle.login_succeeded(attempt).await?;
     if needs_rehash {
         rehash(state, &user, password).await;
     }

@@ -121,10 +121,13 @@ pub async fn end_all(
 /// hash was being stored is ended too. Each failure says truthfully what was done.
 pub async fn change_password(
     state: &AppState,
+    address: &str,
     caller: &Claims,
     current_password: String,
     new_password: Password,
 ) -> Result<(), AuthError> {
+    // Before argon2: a stolen fresh token must not buy unlimited guesses of the password.
+    let attempt = state.throttle.password_change(address, &caller.sub).await?;
     let user = state
         .users
         .by_id(caller.sub.clone())
@@ -135,6 +138,7 @@ pub async fn change_password(
     if !matches!(verdict, Verdict::Valid { .. }) {
         return Err(AuthError::InvalidCredentials);
     }
+    state.throttle.password_verified(attempt).await?;
     let hash = argon2(move || password::hash(&new_password))
         .await?
         .map_err(|e| AuthError::unexpected("hashing the new password", e))?;

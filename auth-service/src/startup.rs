@@ -18,7 +18,7 @@ use crate::pause::PausePoints;
 use crate::routes;
 use crate::state::AppState;
 use crate::store::UserStore;
-use crate::throttle::{LoginThrottle, MemoryThrottle, RedisThrottle, ThrottlePolicy};
+use crate::throttle::{MemoryThrottle, RedisThrottle, Throttle, ThrottlePolicy, ThrottleStore};
 use crate::tokens::TokenIssuer;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -78,7 +78,12 @@ impl Application {
             }
             None => revocation_stores(&settings, lifetimes).await?,
         };
-        let throttle = login_throttle(&settings).await?;
+        let policy = ThrottlePolicy::new(
+            settings.login_limit_username,
+            settings.login_limit_address,
+            settings.register_limit_address,
+        );
+        let throttle_store = throttle_store(&settings, &policy).await?;
         let users = UserStore::new(pool);
         crate::password::warm_up();
         if let Some(admin) = &settings.bootstrap_admin {
@@ -121,9 +126,13 @@ impl Application {
             auth: auth.clone(),
             metrics: metrics.clone(),
             jwks_max_age: settings.jwks_max_age,
-            throttle,
+            throttle: Throttle::new(
+                throttle_store,
+                policy,
+                settings.trusted_proxies.clone(),
+                metrics.clone().into_inner(),
+            ),
             cookie_secure: settings.cookie_secure,
-            trusted_proxies: settings.trusted_proxies.clone(),
             public_url: settings.public_url.clone(),
             pauses: pauses.clone(),
         });
@@ -184,12 +193,10 @@ fn spawn_key_reloader(keys: Arc<KeyStore>, verifier: Arc<TokenVerifier>, every: 
     });
 }
 
-async fn login_throttle(settings: &Settings) -> Result<Arc<dyn LoginThrottle>, StartupError> {
-    let policy = ThrottlePolicy {
-        per_username: settings.login_limit_username,
-        per_address: settings.login_limit_address,
-        ..ThrottlePolicy::default()
-    };
+async fn throttle_store(
+    settings: &Settings,
+    policy: &ThrottlePolicy,
+) -> Result<Arc<dyn ThrottleStore>, StartupError> {
     match &settings.redis_url {
         Some(url) => {
             let throttle = shared::retry_with_backoff("redis", DEPENDENCY_WAIT, || {
@@ -199,7 +206,7 @@ async fn login_throttle(settings: &Settings) -> Result<Arc<dyn LoginThrottle>, S
             .map_err(|e| StartupError(format!("REDIS_URL: {e}")))?;
             Ok(Arc::new(throttle))
         }
-        None => Ok(Arc::new(MemoryThrottle::new(policy))),
+        None => Ok(Arc::new(MemoryThrottle::new(policy.clone()))),
     }
 }
 

@@ -8,7 +8,7 @@ use shared::{AuthContext, Metrics};
 use crate::ledger::{Lifetimes, SessionLedger};
 use crate::pause::PausePoints;
 use crate::store::UserStore;
-use crate::throttle::{LoginThrottle, TrustedProxies};
+use crate::throttle::Throttle;
 use crate::tokens::TokenIssuer;
 
 pub struct AppState {
@@ -20,9 +20,9 @@ pub struct AppState {
     pub auth: web::Data<AuthContext>,
     pub metrics: web::Data<Metrics>,
     pub jwks_max_age: u64,
-    pub throttle: Arc<dyn LoginThrottle>,
+    /// Attempt counters for login, registration and password change; knows the trusted proxies.
+    pub throttle: Throttle,
     pub cookie_secure: bool,
-    pub trusted_proxies: TrustedProxies,
     pub public_url: Option<String>,
     /// Test hooks; unarmed in production.
     pub pauses: Arc<PausePoints>,

@@ -1,12 +1,13 @@
 //! Session-wide operations: logout everywhere, password change, role administration. Each ends
 //! the affected user's existing tokens with a per-user cut-off that every verifier applies.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use shared::{AccessClaims, Role};
 
 use crate::domain::Password;
 use crate::error::AuthError;
+use crate::routes::client_address;
 use crate::routes::dto::UserBody;
 use crate::sessions;
 use crate::state::AppState;
@@ -58,13 +59,15 @@ impl PasswordChange {
 }
 
 api_errors!(
-    PasswordErrors: TOKEN + JSON_BODY + [FreshTokenRequired, InvalidCredentials, CsrfFailed]
+    PasswordErrors: TOKEN + JSON_BODY
+        + [FreshTokenRequired, InvalidCredentials, CsrfFailed, RateLimited]
 );
 
 /// Change the caller's password (fresh token); every other session ends
 ///
 /// `new_password` is 8-128 characters; a wrong `current_password` is `invalid_credentials`.
-/// The token that made the change stays valid until it expires.
+/// The token that made the change stays valid until it expires. Throttled per user and per
+/// client address like login; a locked attempt is refused before any password work.
 #[utoipa::path(
     post,
     path = "/auth/password",
@@ -78,12 +81,14 @@ api_errors!(
 )]
 async fn change_password(
     state: web::Data<AppState>,
+    req: HttpRequest,
     claims: AccessClaims,
     body: web::Json<PasswordChange>,
 ) -> Result<HttpResponse, AuthError> {
     claims.require_fresh()?;
     let (current_password, new_password) = body.into_inner().parse()?;
-    sessions::change_password(&state, &claims, current_password, new_password).await?;
+    let address = client_address(&req, &state);
+    sessions::change_password(&state, &address, &claims, current_password, new_password).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -22,9 +22,11 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/auth/me", web::get().to(me));
 }
 
-api_errors!(RegisterErrors: JSON_BODY + [Conflict, Unavailable]);
+api_errors!(RegisterErrors: JSON_BODY + [Conflict, RateLimited, Unavailable]);
 
 /// Create an account with role `user`
+///
+/// Throttled per client address; a locked attempt is refused before the password is hashed.
 #[utoipa::path(
     post,
     path = "/auth/register",
@@ -38,9 +40,15 @@ api_errors!(RegisterErrors: JSON_BODY + [Conflict, Unavailable]);
 )]
 async fn register(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, AuthError> {
     let (username, password) = body.into_inner().into_new_account()?;
+    // Before the hash: a flood of sign-ups must not take the CPU from logins.
+    state
+        .throttle
+        .register(&client_address(&req, &state))
+        .await?;
     let hash = argon2(move || password::hash(&password))
         .await?
         .map_err(|e| AuthError::unexpected("hashing a password", e))?;
@@ -58,8 +66,8 @@ api_errors!(LoginErrors: JSON_BODY + [InvalidCredentials, RateLimited, Unavailab
 
 /// Log in with a password: a fresh access token and a refresh token of a new session
 ///
-/// Throttled per username and per client address; a locked attempt is refused before any
-/// password work.
+/// Throttled per (username, client address), per username and per client address; a locked
+/// attempt is refused before any password work.
 #[utoipa::path(
     post,
     path = "/auth/login",

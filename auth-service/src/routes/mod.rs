@@ -14,13 +14,8 @@ use actix_web::HttpRequest;
 
 use crate::state::AppState;
 
-/// The client's address as the throttles and the refresh grace see it (trusted proxies honoured).
+/// The client's address as the throttles and the refresh grace see it (trusted proxies
+/// honoured, IPv6 keyed by its /64; see `throttle::client_address`).
 pub fn client_address(req: &HttpRequest, state: &AppState) -> String {
-    crate::throttle::client_address(
-        req.peer_addr().map(|a| a.ip()),
-        req.headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok()),
-        &state.trusted_proxies,
-    )
+    state.throttle.client(req)
 }

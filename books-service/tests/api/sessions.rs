@@ -278,7 +278,8 @@ async fn refresh_loops_racing_logout_all_leave_no_token_books_accepts() {
             .expect("every refresh loop ends")
             .unwrap();
         for books in [&stack.books, &second_books] {
-            let refused = refused_soon(&stack.client, &format!("{books}/books"), &last.access).await;
+            let refused =
+                refused_soon(&stack.client, &format!("{books}/books"), &last.access).await;
             assert_error(refused, StatusCode::UNAUTHORIZED, "token_revoked").await;
         }
     }

@@ -145,7 +145,9 @@ pub async fn forward(
     };
     let mut outgoing = upstreams.client.request(method, url).body(body);
     for (name, value) in req.headers() {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name != "host" {
+        // The client's own X-Forwarded-For is dropped, not appended to: this proxy is the first
+        // hop, and auth-service trusts it, so whatever it forwards is taken as the client.
+        if !HOP_BY_HOP.contains(&name.as_str()) && name != "host" && name != "x-forwarded-for" {
             outgoing = outgoing.header(name.as_str(), value.as_bytes());
         }
     }
@@ -213,5 +215,46 @@ mod tests {
             let body: serde_json::Value = test::read_body_json(response).await;
             assert_eq!(body["error"], "method_not_allowed");
         }
+    }
+
+    #[actix_web::test]
+    async fn the_peer_replaces_the_clients_forwarded_for() {
+        // An upstream that answers with the X-Forwarded-For lines it was sent.
+        let upstream = actix_web::HttpServer::new(|| {
+            App::new().default_service(web::to(|req: HttpRequest| async move {
+                let lines: Vec<String> = req
+                    .headers()
+                    .get_all("x-forwarded-for")
+                    .map(|line| String::from_utf8_lossy(line.as_bytes()).into_owned())
+                    .collect();
+                HttpResponse::Ok().json(lines)
+            }))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let base = format!("http://{}", upstream.addrs()[0]);
+        actix_web::rt::spawn(upstream.run());
+        let upstreams = web::Data::new(Upstreams {
+            auth: base.clone(),
+            books: base,
+            client: reqwest::Client::new(),
+        });
+        let app = test::init_service(
+            App::new()
+                .app_data(upstreams)
+                .default_service(web::to(forward)),
+        )
+        .await;
+        let request = test::TestRequest::post()
+            .uri("/auth/login")
+            .peer_addr("203.0.113.7:40000".parse().unwrap())
+            .append_header(("x-forwarded-for", "6.6.6.6"))
+            .append_header(("x-forwarded-for", "7.7.7.7, 8.8.8.8"))
+            .to_request();
+
+        let seen: Vec<String> = test::call_and_read_body_json(&app, request).await;
+
+        assert_eq!(seen, ["203.0.113.7"]);
     }
 }

@@ -144,3 +144,37 @@ async fn a_new_user_runs_the_whole_flow_on_port_8080_and_data_survives_a_restart
     assert_eq!(kept.status(), StatusCode::OK);
     assert_eq!(kept.json::<Value>().await.unwrap()["title"], "Dune Messiah");
 }
+
+/// Issue 13, finding 9: the stack's proxy replaces a client's `X-Forwarded-For` with the address
+/// it really sees, so forged addresses do not get a client past auth-service's per-address limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_proxy_replaces_client_forwarded_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = LocalStack::start(
+        dir.path(),
+        "127.0.0.1:0",
+        &[("AUTH_LOGIN_LIMIT_ADDRESS", "3")],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let attempt = |n: u32| {
+        client
+            .post(format!("{}/auth/login", stack.url))
+            .header("x-forwarded-for", format!("198.51.100.{n}"))
+            .json(&json!({ "username": format!("nobody{n}"), "password": "wrong guess" }))
+            .send()
+    };
+    for n in 0..3 {
+        let response = attempt(n).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {n}");
+    }
+
+    let refused = attempt(3).await.unwrap();
+
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"],
+        "rate_limited"
+    );
+}
