@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use shared::config::{invalid, Env};
 use shared::db::DatabaseUrl;
+use shared::VerifierConfig;
 
 /// A secret that never prints.
 #[derive(Clone)]
@@ -44,11 +45,10 @@ pub struct Settings {
     /// Prefix of every Redis key and channel, so deployments and tests can share a server.
     pub redis_key_prefix: String,
     pub keys_dir: PathBuf,
-    pub issuer: String,
-    pub audience: String,
+    /// Issuer, audience and leeway: stamped into tokens, checked by every verifier.
+    pub verifier: VerifierConfig,
     pub access_ttl: u64,
     pub refresh_ttl: u64,
-    pub leeway: u64,
     pub bootstrap_admin: Option<BootstrapAdmin>,
     /// `Secure` on auth cookies; turn off only for local plain-http use.
     pub cookie_secure: bool,
@@ -90,8 +90,7 @@ impl Settings {
         let listen_addr = env.listen_addr("0.0.0.0:8081")?;
         let database_url = env.database_url("data/auth.db")?;
         let redis_url = env.redis_url()?;
-        let issuer = get("JWT_ISSUER").unwrap_or("authbooks").to_owned();
-        let audience = get("JWT_AUDIENCE").unwrap_or("authbooks-api").to_owned();
+        let verifier = env.verifier_config()?;
         let access_ttl = env.seconds("ACCESS_TOKEN_TTL", 900, 1)?;
         let refresh_ttl = env.seconds("REFRESH_TOKEN_TTL", 2_592_000, 1)?;
         if refresh_ttl < access_ttl {
@@ -135,11 +134,9 @@ impl Settings {
             redis_url,
             redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or("authbooks:").to_owned(),
             keys_dir: PathBuf::from(get("AUTH_KEYS_DIR").unwrap_or("data/keys")),
-            issuer,
-            audience,
+            verifier,
             access_ttl,
             refresh_ttl,
-            leeway: env.seconds("JWT_LEEWAY", 30, 0)?,
             bootstrap_admin,
             cookie_secure,
             jwks_max_age,
@@ -183,11 +180,11 @@ mod tests {
         assert_eq!(s.database_url, DatabaseUrl::Sqlite("data/auth.db".into()));
         assert!(s.redis_url.is_none());
         assert_eq!(
-            (s.access_ttl, s.refresh_ttl, s.leeway),
+            (s.access_ttl, s.refresh_ttl, s.verifier.leeway),
             (900, 2_592_000, 30)
         );
         assert_eq!(
-            (s.issuer.as_str(), s.audience.as_str()),
+            (s.verifier.issuer.as_str(), s.verifier.audience.as_str()),
             ("authbooks", "authbooks-api")
         );
         assert_eq!(

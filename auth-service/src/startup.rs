@@ -7,7 +7,7 @@ use actix_web::dev::Server;
 use actix_web::web;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use shared::revocation::{MemoryRevocations, RedisRevocations, RevocationCheck};
-use shared::{AuthContext, KeySet, Metrics, Role, TokenVerifier, VerifierConfig};
+use shared::{AuthContext, KeySet, Metrics, Role, TokenVerifier};
 
 use crate::config::Settings;
 use crate::domain::{Password, Username};
@@ -52,7 +52,8 @@ impl Application {
                 &settings.keys_dir,
                 KeyPolicy {
                     activation_delay_ms: settings.key_activation_delay as i64 * 1000,
-                    max_token_life_ms: (settings.refresh_ttl + settings.leeway) as i64 * 1000,
+                    max_token_life_ms: (settings.refresh_ttl + settings.verifier.leeway) as i64
+                        * 1000,
                 },
             )
             .await
@@ -67,7 +68,7 @@ impl Application {
         .map_err(|e| StartupError(format!("DATABASE_URL: {e}")))?;
         let lifetimes = Lifetimes {
             refresh_ttl: settings.refresh_ttl,
-            leeway: settings.leeway,
+            leeway: settings.verifier.leeway,
             grace: Duration::from_secs(settings.refresh_grace_secs),
         };
         let (revocations, ledger) = match revocations {
@@ -91,11 +92,7 @@ impl Application {
         }
 
         let verifier = TokenVerifier::new(
-            &VerifierConfig {
-                issuer: settings.issuer.clone(),
-                audience: settings.audience.clone(),
-                leeway: settings.leeway,
-            },
+            &settings.verifier,
             KeySet::from_jwks(&keys.published_jwks()),
         );
         let verifier = Arc::new(verifier);
@@ -116,8 +113,8 @@ impl Application {
             users,
             tokens: TokenIssuer {
                 keys,
-                issuer: settings.issuer.clone(),
-                audience: settings.audience.clone(),
+                issuer: settings.verifier.issuer.clone(),
+                audience: settings.verifier.audience.clone(),
                 access_ttl: settings.access_ttl,
                 refresh_ttl: settings.refresh_ttl,
             },

@@ -199,9 +199,7 @@ async fn main() {
     common.extend([("DATABASE_URL", books_db), ("JWKS_URL", jwks_url.clone())]);
     let settings = books_service::Settings::from_vars(vars(&common)).expect("books settings");
     let config = VerifierConfig {
-        issuer: settings.issuer.clone(),
-        audience: settings.audience.clone(),
-        leeway: settings.leeway,
+        ..settings.verifier.clone()
     };
     let app = books_service::Application::build_with(
         settings,

@@ -19,9 +19,8 @@ pub struct Settings {
     pub allow_no_revocations: bool,
     pub redis_key_prefix: String,
     pub jwks_url: String,
-    pub issuer: String,
-    pub audience: String,
-    pub leeway: u64,
+    /// Issuer, audience and leeway every token must match.
+    pub verifier: shared::VerifierConfig,
     /// The longest the local revocation replica may go without hearing from Redis before
     /// token checks answer 503 instead of trusting it.
     pub revocation_staleness: Duration,
@@ -58,9 +57,7 @@ impl Settings {
             },
             redis_key_prefix: env.string("REDIS_KEY_PREFIX", "authbooks:"),
             jwks_url,
-            issuer: env.string("JWT_ISSUER", "authbooks"),
-            audience: env.string("JWT_AUDIENCE", "authbooks-api"),
-            leeway: env.seconds("JWT_LEEWAY", 30, 0)?,
+            verifier: env.verifier_config()?,
             revocation_staleness: Duration::from_millis(staleness_ms),
             jwks_cooldown: Duration::from_secs(env.seconds("JWKS_REFETCH_COOLDOWN", 30, 1)?),
             workers: env.workers()?,

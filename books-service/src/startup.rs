@@ -9,7 +9,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use shared::config::{invalid, ConfigError};
 use shared::jwks_cache::JwksCache;
 use shared::revocation::{MemoryRevocations, RevocationCheck, RevocationReplica};
-use shared::{AuthContext, KeySet, Metrics, TokenVerifier, VerifierConfig};
+use shared::{AuthContext, KeySet, Metrics, TokenVerifier};
 
 use crate::config::Settings;
 use crate::routes;
@@ -77,14 +77,7 @@ impl Application {
                 Arc::new(MemoryRevocations::new())
             }
         };
-        let verifier = Arc::new(TokenVerifier::new(
-            &VerifierConfig {
-                issuer: settings.issuer.clone(),
-                audience: settings.audience.clone(),
-                leeway: settings.leeway,
-            },
-            KeySet::default(),
-        ));
+        let verifier = Arc::new(TokenVerifier::new(&settings.verifier, KeySet::default()));
         let keys = JwksCache::start(
             settings.jwks_url.clone(),
             verifier.clone(),

@@ -70,6 +70,16 @@ impl Env {
         }
     }
 
+    /// What every verifier of our tokens checks: `JWT_ISSUER`, `JWT_AUDIENCE` and `JWT_LEEWAY`
+    /// (seconds of clock skew on `exp`/`nbf`), read the same way by every service.
+    pub fn verifier_config(&self) -> Result<crate::VerifierConfig, ConfigError> {
+        Ok(crate::VerifierConfig {
+            issuer: self.string("JWT_ISSUER", "authbooks"),
+            audience: self.string("JWT_AUDIENCE", "authbooks-api"),
+            leeway: self.seconds("JWT_LEEWAY", 30, 0)?,
+        })
+    }
+
     /// `HTTP_WORKERS`: worker threads, one per core when unset.
     pub fn workers(&self) -> Result<Option<usize>, ConfigError> {
         match self.get("HTTP_WORKERS") {

@@ -55,6 +55,87 @@ pub fn serve(req: &HttpRequest, document: utoipa::openapi::OpenApi) -> HttpRespo
     HttpResponse::Ok().json(document)
 }
 
+/// Declares `config` (registering `GET /openapi.json`) and its documented handler, serving
+/// `$doc` through [`serve`]. List `openapi_json` in the document's `paths(...)`.
+#[macro_export]
+macro_rules! openapi_route {
+    ($doc:ty) => {
+        pub fn config(cfg: &mut actix_web::web::ServiceConfig) {
+            cfg.route("/openapi.json", actix_web::web::get().to(openapi_json));
+        }
+
+        /// This document.
+        #[utoipa::path(
+            get,
+            path = "/openapi.json",
+            tag = "operations",
+            responses((status = 200, description = "The OpenAPI 3.1 document", body = Object,
+                content_type = "application/json"))
+        )]
+        async fn openapi_json(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+            $crate::openapi::serve(&req, <$doc as utoipa::OpenApi>::openapi())
+        }
+    };
+}
+
+/// The ways a token can be presented, as OpenAPI security schemes: `access_token` (bearer),
+/// `access_cookie` and `csrf_header` (cookie mode) everywhere, and where a service takes refresh
+/// tokens (auth-service) `refresh_token` and `refresh_cookie` too.
+pub struct TokenSchemes {
+    pub refresh: bool,
+}
+
+/// The schemes of a service that only verifies access tokens.
+pub const ACCESS_SCHEMES: TokenSchemes = TokenSchemes { refresh: false };
+/// The schemes of the issuer, which also takes refresh tokens.
+pub const ISSUER_SCHEMES: TokenSchemes = TokenSchemes { refresh: true };
+
+impl utoipa::Modify for TokenSchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let bearer = |what: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(format!(
+                        "`Authorization: Bearer <{what} token>` issued by auth-service (RS256)"
+                    )))
+                    .build(),
+            )
+        };
+        let cookie = |name: &str, what: &str| {
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                name,
+                &format!("the {what} token, set by auth-service's `POST /auth/session`"),
+            )))
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("access_token", bearer("access"));
+        components.add_security_scheme(
+            "access_cookie",
+            cookie(crate::extract::ACCESS_COOKIE, "access"),
+        );
+        components.add_security_scheme(
+            "csrf_header",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                crate::extract::CSRF_HEADER,
+                "the value of the `csrf_access_token` cookie; required with a cookie token on \
+                 POST, PUT, PATCH and DELETE",
+            ))),
+        );
+        if self.refresh {
+            components.add_security_scheme("refresh_token", bearer("refresh"));
+            components.add_security_scheme(
+                "refresh_cookie",
+                cookie(crate::extract::REFRESH_COOKIE, "refresh (path `/auth`)"),
+            );
+        }
+    }
+}
+
 // ---- Route table against document -------------------------------------------------------------
 
 /// Differences between the routes the server has and the paths the document describes.

@@ -81,3 +81,39 @@ pub fn exit(code: i32, message: impl std::fmt::Display) -> ! {
     eprintln!("{message}");
     std::process::exit(code)
 }
+
+/// What `GET /readyz` found: 200 `{"status": "ready", "revocation_store"}` when every dependency
+/// answered, else 503 `unavailable` with `fields` naming each problem (causes go to the log).
+#[derive(Default)]
+pub struct ReadinessReport {
+    problems: std::collections::BTreeMap<String, String>,
+}
+
+impl ReadinessReport {
+    /// Records `dependency` as not ready with `problem` when `result` failed.
+    pub fn check<E: std::fmt::Display>(
+        &mut self,
+        dependency: &str,
+        result: Result<(), E>,
+        problem: &str,
+    ) {
+        if let Err(err) = result {
+            tracing::warn!(dependency, error = %err, "not ready");
+            self.problems
+                .insert(dependency.to_owned(), problem.to_owned());
+        }
+    }
+
+    pub fn respond(self, revocation_store: &str) -> HttpResponse {
+        if self.problems.is_empty() {
+            HttpResponse::Ok().json(serde_json::json!({
+                "status": "ready",
+                "revocation_store": revocation_store,
+            }))
+        } else {
+            crate::ErrorBody::new(crate::ErrorCode::Unavailable, "not ready")
+                .with_fields(self.problems)
+                .into_response()
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Liveness, readiness and metrics.
 
 use actix_web::{web, HttpResponse};
-use shared::{ErrorBody, ErrorCode};
+use shared::server::ReadinessReport;
 
 use crate::state::AppState;
 use shared::api_errors;
@@ -26,29 +26,9 @@ api_errors!(ReadyErrors: [Unavailable]);
     responses((status = 200, description = "Ready", body = shared::openapi::Readiness), ReadyErrors)
 )]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let mut problems = std::collections::BTreeMap::new();
-    if let Err(err) = state.users.ping().await {
-        tracing::warn!(error = %err, "readiness: database");
-        problems.insert("database".to_owned(), "unreachable".to_owned());
-    }
-    if let Err(err) = state.auth.revocations.ready().await {
-        tracing::warn!(error = %err, "readiness: revocation store");
-        problems.insert(
-            state.auth.revocations.kind().to_owned(),
-            "unreachable".to_owned(),
-        );
-    }
-    if problems.is_empty() {
-        HttpResponse::Ok().json(serde_json::json!({
-            "status": "ready",
-            "revocation_store": state.auth.revocations.kind(),
-        }))
-    } else {
-        ErrorBody::new(
-            ErrorCode::Unavailable,
-            "not ready: a dependency is unreachable",
-        )
-        .with_fields(problems)
-        .into_response()
-    }
+    let revocations = &state.auth.revocations;
+    let mut report = ReadinessReport::default();
+    report.check("database", state.users.ping().await, "unreachable");
+    report.check(revocations.kind(), revocations.ready().await, "unreachable");
+    report.respond(revocations.kind())
 }

@@ -14,9 +14,8 @@
 //! codes it can answer, grouped under their status by `ErrorCode::status`, each with the
 //! `ErrorBody` schema narrowed to those codes.
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use shared::openapi::ISSUER_SCHEMES;
+use utoipa::OpenApi;
 
 use crate::routes::{account, auth, health, session, well_known};
 
@@ -48,7 +47,7 @@ use crate::routes::{account, auth, health, session, well_known};
         openapi_json,
     ),
     components(schemas(shared::openapi::ErrorBodySchema, shared::openapi::RoleSchema, auth::LogoutBody)),
-    modifiers(&SecuritySchemes),
+    modifiers(&ISSUER_SCHEMES),
     tags(
         (name = "auth", description = "Accounts and bearer tokens"),
         (name = "session", description = "Cookie sessions (double-submit CSRF)"),
@@ -58,66 +57,4 @@ use crate::routes::{account, auth, health, session, well_known};
 )]
 pub struct ApiDoc;
 
-pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.route("/openapi.json", web::get().to(openapi_json));
-}
-
-/// This document.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object,
-        content_type = "application/json"))
-)]
-async fn openapi_json(req: HttpRequest) -> HttpResponse {
-    shared::openapi::serve(&req, ApiDoc::openapi())
-}
-
-// ---- Security schemes ---------------------------------------------------------------------------
-
-/// Tokens come as `Authorization: Bearer`, or in cookie mode as cookies, where every
-/// state-changing request also needs `X-CSRF-TOKEN` equal to the `csrf_access_token` cookie.
-struct SecuritySchemes;
-
-impl Modify for SecuritySchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let bearer = |what: &str| {
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some(format!(
-                        "`Authorization: Bearer <{what} token>` (RS256)"
-                    )))
-                    .build(),
-            )
-        };
-        let key = |key: ApiKey| SecurityScheme::ApiKey(key);
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("access_token", bearer("access"));
-        components.add_security_scheme("refresh_token", bearer("refresh"));
-        components.add_security_scheme(
-            "access_cookie",
-            key(ApiKey::Cookie(ApiKeyValue::with_description(
-                shared::extract::ACCESS_COOKIE,
-                "the access token, set by `POST /auth/session`",
-            ))),
-        );
-        components.add_security_scheme(
-            "refresh_cookie",
-            key(ApiKey::Cookie(ApiKeyValue::with_description(
-                shared::extract::REFRESH_COOKIE,
-                "the refresh token, set by `POST /auth/session` (path `/auth`)",
-            ))),
-        );
-        components.add_security_scheme(
-            "csrf_header",
-            key(ApiKey::Header(ApiKeyValue::with_description(
-                shared::extract::CSRF_HEADER,
-                "the value of the `csrf_access_token` cookie; required with a cookie token on \
-                 POST, PUT, PATCH and DELETE",
-            ))),
-        );
-    }
-}
+shared::openapi_route!(ApiDoc);

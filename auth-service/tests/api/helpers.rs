@@ -76,7 +76,7 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
     let settings = Settings::from_vars(vars.clone()).expect("test settings");
-    let leeway = settings.leeway;
+    let leeway = settings.verifier.leeway;
     let (address, pauses) = start(settings).await;
     TestApp {
         address,

@@ -1,9 +1,7 @@
 //! Liveness, readiness and metrics.
 
-use std::collections::BTreeMap;
-
 use actix_web::{web, HttpResponse};
-use shared::{ErrorBody, ErrorCode};
+use shared::server::ReadinessReport;
 
 use crate::state::AppState;
 use shared::api_errors;
@@ -28,26 +26,18 @@ api_errors!(ReadyErrors: [Unavailable]);
     responses((status = 200, description = "Ready", body = shared::openapi::Readiness), ReadyErrors)
 )]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let mut problems = BTreeMap::new();
-    if let Err(err) = state.books.ping().await {
-        tracing::warn!(error = %err, "readiness: database");
-        problems.insert("database".to_owned(), "unreachable".to_owned());
-    }
-    if let Err(err) = state.revocations.ready().await {
-        tracing::warn!(error = %err, "readiness: revocations");
-        problems.insert("revocations".to_owned(), "not in sync".to_owned());
-    }
-    if !state.keys.is_loaded() {
-        problems.insert("keys".to_owned(), "JWKS not loaded yet".to_owned());
-    }
-    if problems.is_empty() {
-        HttpResponse::Ok().json(serde_json::json!({
-            "status": "ready",
-            "revocation_store": state.revocations.kind(),
-        }))
+    let mut report = ReadinessReport::default();
+    report.check("database", state.books.ping().await, "unreachable");
+    report.check(
+        "revocations",
+        state.revocations.ready().await,
+        "not in sync",
+    );
+    let keys = if state.keys.is_loaded() {
+        Ok(())
     } else {
-        ErrorBody::new(ErrorCode::Unavailable, "not ready")
-            .with_fields(problems)
-            .into_response()
-    }
+        Err("no key set fetched yet")
+    };
+    report.check("keys", keys, "JWKS not loaded yet");
+    report.respond(state.revocations.kind())
 }
