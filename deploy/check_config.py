@@ -17,7 +17,8 @@
    API schemas.
 4. The build context follows the layout: every path deploy/Dockerfile copies exists, every
    workspace member is copied (cargo needs them all), and every path .dockerignore names is a
-   directory of the repository or a build output.
+   directory of the repository or a build output. Route modules (HTTP only) never import
+   `startup`, and no two route modules import each other in a cycle.
 5. deploy/nginx.conf.template renders and passes `nginx -t` (skipped when nginx is absent), and
    serves exactly the browser page's files from the web root that docker-compose.yml mounts.
 
@@ -965,8 +966,34 @@ def check_layout(r: Report) -> None:
                 f".dockerignore names {entry}", "no such path in the repository")
 
 
+def check_route_modules(r: Report) -> None:
+    r.section("route modules are HTTP only")
+    for service in ("auth-service", "books-service"):
+        routes = ROOT / service / "src" / "routes"
+        modules = {f.stem: f.read_text() for f in routes.glob("*.rs")}
+        imports = {}
+        for name, text in modules.items():
+            r.check("crate::startup" not in text, f"{service}/src/routes/{name}.rs",
+                    "imports startup (state lives in state.rs)")
+            used = set(re.findall(r"(?:crate::routes::|super::)(\w+)", text))
+            for group in re.findall(r"crate::routes::\{([^}]*)\}", text):
+                used |= {w.strip() for w in group.split(",")}
+            imports[name] = {m for m in used if m in modules and m != name}
+
+        def cycle_from(start, node, seen):
+            for nxt in imports.get(node, ()):
+                if nxt == start or (nxt not in seen and cycle_from(start, nxt, seen | {nxt})):
+                    return True
+            return False
+
+        for name in sorted(modules):
+            r.check(not cycle_from(name, name, {name}), f"{service} route {name} is in no cycle",
+                    f"imports lead back to it: {sorted(imports[name])}")
+
+
 def main() -> int:
     r = Report(verbose="-v" in sys.argv[1:] or "--verbose" in sys.argv[1:])
+    check_route_modules(r)
     check_schema(r)
     check_sources(r)
     check_layout(r)

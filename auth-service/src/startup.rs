@@ -146,7 +146,8 @@ impl Application {
                     .configure(routes::account::config)
                     .configure(routes::session::config)
                     .configure(routes::well_known::config)
-                    .configure(routes::health::config);
+                    .configure(routes::health::config)
+                    .configure(routes::openapi::config);
             },
         )
         .map_err(StartupError)?;

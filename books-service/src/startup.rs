@@ -107,6 +107,7 @@ impl Application {
                     .app_data(metrics.clone());
                 cfg.configure(routes::books::config);
                 cfg.configure(routes::health::config);
+                cfg.configure(routes::openapi::config);
             },
         )
         .map_err(StartupError::Bind)?;

@@ -6,12 +6,11 @@ use shared::server::ReadinessReport;
 use crate::state::AppState;
 use shared::api_errors;
 
-/// The operational routes, and this service's OpenAPI document.
+/// The operational routes.
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(shared::server::healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(shared::server::metrics))
-        .configure(super::openapi::config);
+        .route("/metrics", web::get().to(shared::server::metrics));
 }
 
 api_errors!(ReadyErrors: [Unavailable]);
