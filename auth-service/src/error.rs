@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use shared::revocation::StoreUnavailable;
 use shared::error::ErrorChain;
+use shared::revocation::StoreUnavailable;
 use shared::{ErrorBody, ErrorCode, TokenError};
 
 /// The cause of an unexpected or unavailable error, kept as a value for the log.

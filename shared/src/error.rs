@@ -236,20 +236,6 @@ pub mod rejections {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::ErrorCode;
-
-    #[test]
-    fn wire_names_are_the_serde_names() {
-        for code in ErrorCode::ALL {
-            let json = serde_json::to_string(code).unwrap();
-            assert_eq!(json, format!("\"{}\"", code.as_str()));
-        }
-        assert_eq!(ErrorCode::ALL.len(), 20);
-    }
-}
-
 /// An error and every cause below it, `outer: inner: innermost`, for the log line of a 5xx.
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
@@ -262,5 +248,19 @@ impl std::fmt::Display for ErrorChain<'_> {
             cause = inner.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn wire_names_are_the_serde_names() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+        assert_eq!(ErrorCode::ALL.len(), 20);
     }
 }
