@@ -50,9 +50,9 @@ WEB_ROOT = ROOT / "deploy" / "web"
 WEB_FILES = {"/": "index.html", "/app.js": "app.js", "/app.css": "app.css"}
 
 # The variables each service reads and their defaults, from the configuration table in
-# README.md (None: no default value, the feature is off when unset). Keep in sync with the
-# README; check_sources() below fails when the README table or the services' config.rs name a
-# variable missing here.
+# docs/api.md (None: no default value, the feature is off when unset). Keep in sync with that
+# table; check_sources() below fails when the table or the services' config.rs name a variable
+# missing here.
 COMMON = {
     "LISTEN_ADDR": None,  # per service, below
     "DATABASE_URL": "sqlite://data/<service>.db",
@@ -253,10 +253,10 @@ def check_schema(r: Report) -> None:
 
 
 def check_sources(r: Report) -> None:
-    r.section("variable list against README.md and the services' config.rs")
-    readme = ROOT / "README.md"
-    if readme.exists():
-        text = readme.read_text()
+    r.section("variable list against docs/api.md and the services' config.rs")
+    reference = ROOT / "docs" / "api.md"
+    if reference.exists():
+        text = reference.read_text()
         table = text.split("## Configuration", 1)[-1].split("\n## ", 1)[0]
         for line in table.splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -270,17 +270,17 @@ def check_sources(r: Report) -> None:
                 "books": ["books-service"],
             }.get(scope)
             if services is None:
-                r.note(f"README row for {names} is for {scope!r}, not checked")
+                r.note(f"docs/api.md row for {names} is for {scope!r}, not checked")
                 continue
             for name in names:
                 for service in services:
                     r.check(
                         name in VARIABLES.get(service, {}),
-                        f"README {name} ({scope}) is in VARIABLES[{service!r}]",
+                        f"docs/api.md {name} ({scope}) is in VARIABLES[{service!r}]",
                         "add it to VARIABLES in deploy/check_config.py and to the deployments",
                     )
     else:
-        r.note("README.md not found; README table not compared")
+        r.note("docs/api.md not found; its table not compared")
 
     shared = ROOT / "shared" / "src" / "config.rs"
     read_by = {

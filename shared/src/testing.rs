@@ -320,3 +320,94 @@ pub async fn wait_ready(client: &reqwest::Client, base: &str) {
     }
     panic!("{base} did not become ready");
 }
+
+// ---- The API reference (docs/api.md) against the code -----------------------------------------
+
+/// What `docs` (the text of `docs/api.md`) misses as the reference of the service whose generated
+/// OpenAPI document is `openapi`: every operation needs a heading (a line starting with `#`)
+/// that names it in backticks as `` `POST /auth/login` ``, and the text under that heading, up to
+/// the next heading, must name in backticks every error code the operation documents
+/// (`` `invalid_credentials` ``). Empty when nothing is missing.
+pub fn api_reference_gaps(openapi: &Value, docs: &str) -> Vec<String> {
+    let Some(paths) = openapi["paths"].as_object().filter(|p| !p.is_empty()) else {
+        return vec!["the OpenAPI document has no paths".into()];
+    };
+    let lines: Vec<&str> = docs.lines().collect();
+    let mut gaps = Vec::new();
+    for (path, item) in paths {
+        let operations = item.as_object().into_iter().flatten();
+        for (method, operation) in operations.filter(|(m, _)| METHODS.contains(&m.as_str())) {
+            let route = format!("`{} {path}`", method.to_uppercase());
+            let Some(heading) = lines
+                .iter()
+                .position(|line| line.starts_with('#') && line.contains(&route))
+            else {
+                gaps.push(format!("{route}: no heading names it"));
+                continue;
+            };
+            let section: Vec<&str> = lines[heading + 1..]
+                .iter()
+                .take_while(|line| !line.starts_with('#'))
+                .copied()
+                .collect();
+            let section = section.join("\n");
+            let responses = operation["responses"].as_object().into_iter().flatten();
+            for (status, response) in responses.filter(|(s, _)| s.starts_with(['4', '5'])) {
+                for code in error_codes(response) {
+                    if !section.contains(&format!("`{code}`")) {
+                        gaps.push(format!("{route}: {status} `{code}` is not named"));
+                    }
+                }
+            }
+        }
+    }
+    gaps
+}
+
+/// The environment variables a service reads: every quoted `NAME_LIKE_THIS` in its `config.rs`
+/// (`config_source`; unit tests after `#[cfg(test)]` excluded), the ones every service reads
+/// through [`crate::config::Env`] (`LISTEN_ADDR`, `DATABASE_URL`, `REDIS_URL`, `HTTP_WORKERS`),
+/// and `RUST_LOG`, the log filter of [`crate::telemetry::init`].
+pub fn variables_read(config_source: &str) -> std::collections::BTreeSet<String> {
+    fn quoted_names(source: &str) -> impl Iterator<Item = String> + '_ {
+        let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+        code.split('"')
+            .filter(|s| {
+                s.len() >= 3
+                    && s.starts_with(|c: char| c.is_ascii_uppercase())
+                    && s.contains('_')
+                    && s.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            })
+            .map(str::to_owned)
+    }
+    let mut names: std::collections::BTreeSet<String> = quoted_names(config_source)
+        .chain(quoted_names(include_str!("config.rs")))
+        .collect();
+    names.insert("RUST_LOG".into());
+    names
+}
+
+/// The variables the configuration table of `docs/api.md` gives for `service` (`auth` or
+/// `books`): the rows under `## Configuration` whose first cell is one `` `NAME` `` and whose
+/// second cell is `service` or `both`.
+pub fn variables_documented(docs: &str, service: &str) -> std::collections::BTreeSet<String> {
+    let section = docs
+        .split("\n## Configuration")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap_or_default();
+    section
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.trim().trim_matches('|').split('|').collect();
+            let name = cells.first()?.trim().strip_prefix('`')?.strip_suffix('`')?;
+            let scope = cells.get(1)?.trim();
+            let is_name = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            (is_name && (scope == service || scope == "both")).then(|| name.to_owned())
+        })
+        .collect()
+}

@@ -1,4 +1,5 @@
-//! `GET /openapi.json`: served, complete against API.md, and true to the router.
+//! `GET /openapi.json`: served, complete against the contract, true to the router, and
+//! covered by `docs/api.md`.
 //!
 //! How an undocumented route fails: the served document is checked against the running
 //! server's route table (paths; see `books_service::routes::openapi`), and
@@ -11,12 +12,16 @@ use actix_web::{test as actix_test, web, App, HttpResponse};
 use books_service::routes::openapi::ApiDoc;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use shared::testing::{check_every_route, conforms, error_codes};
+use shared::testing::{
+    api_reference_gaps, check_every_route, conforms, error_codes, variables_documented,
+    variables_read,
+};
 use utoipa::OpenApi;
 
 use crate::helpers::{book, spawn_stack, Backend, Stack};
 
-/// API.md's books-service table and the common routes: (method, path, success status).
+/// The books-service routes of the contract and the common routes: (method, path, success
+/// status).
 const CONTRACT: &[(&str, &str, &str)] = &[
     ("get", "/books", "200"),
     ("post", "/books", "201"),
@@ -216,5 +221,34 @@ async fn an_undocumented_route_is_detected() {
     assert!(
         message.contains("route /books/{id}/cover is registered but not documented"),
         "{message}"
+    );
+}
+
+/// `docs/api.md`, the API reference at the root of the repository.
+const API_REFERENCE: &str = include_str!("../../../docs/api.md");
+
+/// Every operation of the generated document has a heading in `docs/api.md` ("`POST /books`"),
+/// and its section names every error code the operation declares.
+#[test]
+fn docs_api_md_names_every_route_and_its_errors() {
+    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    let gaps = api_reference_gaps(&doc, API_REFERENCE);
+    assert!(gaps.is_empty(), "docs/api.md misses:\n{}", gaps.join("\n"));
+}
+
+/// The configuration table of `docs/api.md` lists exactly the variables this service reads.
+#[test]
+fn docs_api_md_lists_every_setting() {
+    let read = variables_read(include_str!("../../src/config.rs"));
+    let documented = variables_documented(API_REFERENCE, "books");
+    assert!(
+        read.contains("JWT_ISSUER") && read.contains("LISTEN_ADDR"),
+        "{read:?}"
+    );
+    let undocumented: Vec<_> = read.difference(&documented).collect();
+    let not_read: Vec<_> = documented.difference(&read).collect();
+    assert!(
+        undocumented.is_empty() && not_read.is_empty(),
+        "read but not in docs/api.md's table: {undocumented:?}; in the table but not read: {not_read:?}"
     );
 }
