@@ -23,6 +23,8 @@ pub enum AuthError {
     Validation(BTreeMap<String, String>),
     #[error("{0}")]
     Conflict(&'static str),
+    #[error("the request body is larger than 64 KiB")]
+    PayloadTooLarge,
     /// Too many attempts (login, registration, password change); the client may retry after this
     /// many seconds.
     #[error("too many attempts; try again in {0} s")]
@@ -79,6 +81,7 @@ impl AuthError {
             AuthError::InvalidCredentials => ErrorCode::InvalidCredentials,
             AuthError::Validation(_) => ErrorCode::ValidationFailed,
             AuthError::Conflict(_) => ErrorCode::Conflict,
+            AuthError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             AuthError::RateLimited(_) => ErrorCode::RateLimited,
             AuthError::NotFound(_) => ErrorCode::NotFound,
             AuthError::Unavailable { .. } | AuthError::Incomplete { .. } => ErrorCode::Unavailable,

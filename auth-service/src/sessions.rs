@@ -171,8 +171,8 @@ pub async fn change_password(
 }
 
 /// Replaces a user's roles and ends every token of that user, so old roles cannot linger in a
-/// token. Cut off before the change (so "unavailable" means nothing changed) and after it (so a
-/// login that read the old roles meanwhile is ended too).
+/// token. Cut off before the change (so a failure leaves the roles as they were) and after it
+/// (so a login that read the old roles meanwhile is ended too).
 pub async fn set_roles(
     state: &AppState,
     id: String,
@@ -181,7 +181,13 @@ pub async fn set_roles(
     if state.users.by_id(id.clone()).await?.is_none() {
         return Err(AuthError::NotFound("no such user"));
     }
-    end_all(state, &id, None).await?;
+    // A write that timed out may still land: say only what is certain.
+    if let Err(err) = end_all(state, &id, None).await {
+        return Err(AuthError::Incomplete {
+            done: "the roles were NOT changed; the user's sessions may have been ended",
+            cause: Box::new(err),
+        });
+    }
     let user = match state.users.set_roles(id, roles).await {
         Ok(Some(user)) => user,
         Ok(None) => return Err(AuthError::NotFound("no such user")),

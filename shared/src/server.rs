@@ -36,6 +36,7 @@ where
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(rejections::json_config())
+            .app_data(web::PayloadConfig::new(rejections::BODY_LIMIT))
             .app_data(rejections::query_config())
             .app_data(rejections::path_config())
             .wrap(from_fn(request_context))

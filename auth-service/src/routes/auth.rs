@@ -192,8 +192,17 @@ api_errors!(LogoutErrors: TOKEN + [BadRequest, ValidationFailed, PayloadTooLarge
 async fn logout(
     state: web::Data<AppState>,
     claims: AccessClaims,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AuthError> {
+    // The optional body is read raw; over the 64 KiB limit (`PayloadConfig` in the shared
+    // server) it is refused with the same JSON answer as every other body.
+    let body = body.map_err(|err| {
+        if err.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+            AuthError::PayloadTooLarge
+        } else {
+            AuthError::BadRequest("the body could not be read")
+        }
+    })?;
     let body = LogoutBody::parse_optional(&body)?;
     sessions::logout(
         &state,

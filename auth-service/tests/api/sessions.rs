@@ -22,7 +22,28 @@ both_backends!(
     logout_without_a_body_revokes_the_access_token,
     a_grace_replay_from_another_client_is_reuse,
     a_revoked_token_is_refused_through_its_last_second,
+    a_logout_body_over_64_kib_is_a_json_413,
 );
+
+/// The optional logout body is read raw; over 64 KiB it gets the contract's JSON 413 like every
+/// other body (it used to take up to 256 KiB and answer larger ones in plain text).
+async fn a_logout_body_over_64_kib_is_a_json_413(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tokens = app.signed_up("lena").await;
+    for size in [65 * 1024, 300 * 1024] {
+        let response = app
+            .client
+            .post(app.url("/auth/logout"))
+            .bearer_auth(&tokens.access)
+            .header("content-type", "application/json")
+            .body(format!("{{\"refresh_token\": \"{}\"}}", "x".repeat(size)))
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    }
+    assert_eq!(app.me(&tokens.access).await.status(), StatusCode::OK);
+}
 
 /// Finding 11: the grace replay handed the new pair to whoever presented the old token within
 /// 5 s. Now only the client that rotated (address and user agent) gets it; anyone else trips
