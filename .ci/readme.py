@@ -14,6 +14,7 @@ The commands are the first line starting with `cargo run` and the first starting
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -68,8 +69,10 @@ def smoke():
         assert not os.path.exists(os.path.join(clone, "data")), "a fresh clone has no ./data"
         log_path = os.path.join(tmp, "stack.log")
         with open(log_path, "w") as log:
+            # As typed at a prompt: the command itself leads its own process group (no shell in
+            # between), so Ctrl-C reaches it and its exit status is the command's.
             stack = subprocess.Popen(
-                command, shell=True, cwd=clone, stdout=log, stderr=subprocess.STDOUT,
+                shlex.split(command), cwd=clone, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         try:
             drive(stack, log_path)

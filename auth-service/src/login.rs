@@ -11,7 +11,7 @@ use crate::store::User;
 use crate::tokens::{IssuedPair, Subject};
 
 /// How often a login re-reads the user when cut-offs keep landing while it issues.
-const ISSUE_ATTEMPTS: usize = 3;
+const ISSUE_ATTEMPTS: usize = 5;
 
 /// argon2 work, bounded to one computation per core (see [`password::run`]).
 pub async fn argon2<T: Send + 'static>(
@@ -89,6 +89,8 @@ pub async fn issue_new_session(
         {
             return Ok(pair);
         }
+        // A cut-off landed, perhaps in this very millisecond: the next pair must be younger.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     Err(AuthError::unavailable(
         "issuing a session",

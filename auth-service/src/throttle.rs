@@ -71,9 +71,10 @@ impl ThrottlePolicy {
         }
     }
 
-    /// Lock-out after the `count`-th attempt against `limit`, if any.
+    /// The refusal of the `count`-th attempt in a window against `limit`, if any: every attempt
+    /// past the limit is refused and locks the counter for 1 s, doubling per further attempt.
     fn delay(&self, count: u64, limit: u64) -> Option<Duration> {
-        let over = count.checked_sub(limit)?;
+        let over = count.checked_sub(limit)?.checked_sub(1)?;
         let factor = 1u32.checked_shl(over.min(31) as u32).unwrap_or(u32::MAX);
         Some(self.base_delay.saturating_mul(factor).min(self.max_delay))
     }
@@ -102,8 +103,10 @@ pub trait ThrottleStore: Send + Sync + 'static {
 
 /// KEYS: count and lock key of each counter, in pairs. ARGV: window, base delay and maximum delay
 /// (ms), then each counter's limit. Checks every lock; if all are free, counts the attempt on
-/// every counter and locks each one that reached its limit. Returns the milliseconds to wait, 0
-/// when the attempt may proceed.
+/// every counter, and an attempt past a counter's limit is refused and locks that counter (1 s,
+/// doubling). The refusal does not depend on timing: the attempt after the last allowed one is
+/// refused however long the previous one took. Returns the milliseconds to wait, 0 when the
+/// attempt may proceed.
 const ATTEMPT_SCRIPT: &str = r#"
 local wait = 0
 for i = 2, #KEYS, 2 do
@@ -114,12 +117,13 @@ for i = 1, #KEYS, 2 do
   local limit = tonumber(ARGV[3 + (i + 1) / 2])
   local n = redis.call('INCR', KEYS[i])
   if n == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
-  if n >= limit then
-    local delay = math.min(tonumber(ARGV[3]), tonumber(ARGV[2]) * 2 ^ (n - limit))
-    redis.call('SET', KEYS[i + 1], 1, 'PX', math.max(1, math.floor(delay)))
+  if n > limit then
+    local delay = math.max(1, math.floor(math.min(tonumber(ARGV[3]), tonumber(ARGV[2]) * 2 ^ (n - limit - 1))))
+    redis.call('SET', KEYS[i + 1], 1, 'PX', delay)
+    wait = math.max(wait, delay)
   end
 end
-return 0
+return wait
 "#;
 
 pub struct RedisThrottle {
@@ -240,6 +244,7 @@ impl ThrottleStore for MemoryThrottle {
         if let Some(wait) = wait {
             return future::ready(Ok(Err(wait))).boxed();
         }
+        let mut refused: Option<Duration> = None;
         for counter in counters {
             let count = held.entry(counter.key.clone()).or_insert(Count {
                 count: 0,
@@ -253,9 +258,10 @@ impl ThrottleStore for MemoryThrottle {
             count.count += 1;
             if let Some(delay) = self.policy.delay(count.count, counter.limit) {
                 count.locked_until = Some(now + delay);
+                refused = refused.max(Some(delay));
             }
         }
-        future::ready(Ok(Ok(()))).boxed()
+        future::ready(Ok(refused.map_or(Ok(()), Err))).boxed()
     }
 
     fn clear<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreUnavailable>> {
@@ -557,9 +563,9 @@ mod tests {
     #[test]
     fn back_off_doubles_and_is_capped() {
         let policy = ThrottlePolicy::default();
-        assert_eq!(policy.delay(4, 5), None);
-        assert_eq!(policy.delay(5, 5), Some(Duration::from_secs(1)));
-        assert_eq!(policy.delay(7, 5), Some(Duration::from_secs(4)));
+        assert_eq!(policy.delay(5, 5), None);
+        assert_eq!(policy.delay(6, 5), Some(Duration::from_secs(1)));
+        assert_eq!(policy.delay(8, 5), Some(Duration::from_secs(4)));
         assert_eq!(policy.delay(500, 5), Some(Duration::from_secs(900)));
         assert_eq!(policy.per_username, 5 * USERNAME_FACTOR);
         assert_eq!(ThrottlePolicy::new(u64::MAX, 1, 1).per_username, u64::MAX);

@@ -15,6 +15,8 @@ use super::{Lifetimes, Remembered, Rotation, RotationRequest, SessionLedger};
 struct UserBook {
     generation: u64,
     issued_ms: i64,
+    /// The latest cut-off's moment (ms): a pair issued at or before it would be born dead.
+    cut_ms: i64,
     expires_at: i64,
 }
 
@@ -132,6 +134,7 @@ impl SessionLedger for MemoryLedger {
         let user = book.user(sub, &self.lifetimes, now);
         let before_ms = before_ms.max(user.issued_ms);
         user.generation += 1;
+        user.cut_ms = user.cut_ms.max(before_ms);
         let cutoff = UserCutoff::new(before_ms, except_jti.map(str::to_owned));
         self.revocations.apply(RevocationEntry {
             target: cutoff.into_revocation(sub.to_owned()),
@@ -161,7 +164,7 @@ impl SessionLedger for MemoryLedger {
         let now = now_unix();
         let mut book = self.lock();
         let user = book.user(sub, &self.lifetimes, now);
-        let current = user.generation == generation;
+        let current = user.generation == generation && issued_ms > user.cut_ms;
         if current {
             user.issued_ms = user.issued_ms.max(issued_ms);
         }

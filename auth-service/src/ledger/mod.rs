@@ -119,8 +119,9 @@ pub trait SessionLedger: Send + Sync + 'static {
     /// The user's cut-off generation, to be passed back to [`SessionLedger::record_issue`].
     fn generation<'a>(&'a self, sub: &'a str) -> BoxFuture<'a, Result<u64, StoreUnavailable>>;
 
-    /// Records a pair issued at `issued_ms` if no cut-off happened since `generation` was read;
-    /// `false` means the caller must read the user again and re-issue.
+    /// Records a pair issued at `issued_ms` if no cut-off happened since `generation` was read
+    /// and the pair is younger than the latest cut-off; `false` means the caller must read the
+    /// user again and re-issue.
     fn record_issue<'a>(
         &'a self,
         sub: &'a str,

@@ -54,16 +54,21 @@ end
 json = json .. ',"expires_at":' .. string.format('%.0f', expires) .. '}'
 redis.call('SET', KEYS[1], json, 'EXAT', string.format('%.0f', expires))
 redis.call('HINCRBY', KEYS[2], 'gen', 1)
+local cut = tonumber(redis.call('HGET', KEYS[2], 'cut') or '0')
+if before > cut then redis.call('HSET', KEYS[2], 'cut', string.format('%.0f', before)) end
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('PUBLISH', ARGV[5], json)
 return json
 "#;
 
-/// Records an issue if the generation is unchanged. KEYS: user ledger. ARGV: generation,
-/// issued_ms, ledger TTL. Returns 1 when recorded, 0 when a cut-off came in between.
+/// Records an issue if the generation is unchanged and the pair is younger than the latest
+/// cut-off. KEYS: user ledger. ARGV: generation, issued_ms, ledger TTL. Returns 1 when recorded,
+/// 0 when a cut-off came in between or the pair would be born dead (issued in the cut-off's
+/// millisecond).
 const RECORD_ISSUE: &str = r#"
 local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
 if gen ~= tonumber(ARGV[1]) then return 0 end
+if tonumber(ARGV[2]) <= tonumber(redis.call('HGET', KEYS[1], 'cut') or '0') then return 0 end
 local issued = tonumber(redis.call('HGET', KEYS[1], 'issued') or '0')
 if tonumber(ARGV[2]) > issued then redis.call('HSET', KEYS[1], 'issued', ARGV[2]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
