@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt};
 
-use crate::extract::KeyRefresher;
 use crate::jwks::Jwks;
 use crate::verifier::{KeySet, TokenVerifier};
 
@@ -16,6 +15,13 @@ use crate::verifier::{KeySet, TokenVerifier};
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
 /// Never refresh more often than this, whatever `max-age` says.
 const MIN_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Lets a resource server fetch keys it does not know yet (a rotated signing key).
+pub trait KeyRefresher: Send + Sync + 'static {
+    /// Re-fetches the key set if `kid` is unknown and the cooldown allows; `true` when the
+    /// verifier's keys changed.
+    fn refresh_for_kid<'a>(&'a self, kid: &'a str) -> BoxFuture<'a, bool>;
+}
 
 pub struct JwksCache {
     url: String,
