@@ -1,9 +1,11 @@
-//! The error contract of `API.md`: one code per failure, one JSON body shape, one place that
-//! turns them into HTTP responses.
+//! The error contract of `API.md`: one code per failure, one JSON body shape, and (feature
+//! `actix`) one place that turns them into HTTP responses.
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "actix")]
 use actix_web::http::{header, StatusCode};
+#[cfg(feature = "actix")]
 use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +24,7 @@ macro_rules! error_codes {
             /// Every code of the contract.
             pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
 
+            #[cfg(feature = "actix")]
             pub fn status(self) -> StatusCode {
                 match self {
                     $(ErrorCode::$variant => StatusCode::$status,)*
@@ -97,7 +100,10 @@ impl ErrorBody {
         tracing::error!(cause = %cause, "unexpected error");
         Self::new(ErrorCode::Internal, "internal error")
     }
+}
 
+#[cfg(feature = "actix")]
+impl ErrorBody {
     /// The HTTP response for this body: status from the code, and the RFC 6750 challenge on 401.
     pub fn into_response(self) -> HttpResponse {
         let mut response = HttpResponse::build(self.error.status());
@@ -163,6 +169,7 @@ impl TokenError {
     }
 }
 
+#[cfg(feature = "actix")]
 impl ResponseError for TokenError {
     fn status_code(&self) -> StatusCode {
         self.code().status()
@@ -175,6 +182,7 @@ impl ResponseError for TokenError {
 
 /// JSON errors for what actix rejects before a handler runs (bad JSON, wrong content type,
 /// oversized bodies, bad query strings and paths).
+#[cfg(feature = "actix")]
 pub mod rejections {
     use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
     use actix_web::{web, HttpRequest};

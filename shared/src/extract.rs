@@ -7,10 +7,11 @@ use std::sync::Arc;
 use actix_web::dev::Payload;
 use actix_web::http::{header, Method};
 use actix_web::{web, FromRequest, HttpRequest};
-use futures_util::future::{BoxFuture, LocalBoxFuture};
+use futures_util::future::LocalBoxFuture;
 
 use crate::claims::{AccessClaims, Claims, RefreshClaims, TokenType};
 use crate::error::TokenError;
+use crate::jwks_cache::KeyRefresher;
 use crate::revocation::RevocationCheck;
 use crate::verifier::TokenVerifier;
 
@@ -18,13 +19,6 @@ pub const ACCESS_COOKIE: &str = "access_token_cookie";
 pub const REFRESH_COOKIE: &str = "refresh_token_cookie";
 pub const CSRF_COOKIE: &str = "csrf_access_token";
 pub const CSRF_HEADER: &str = "X-CSRF-TOKEN";
-
-/// Lets a resource server fetch keys it does not know yet (a rotated signing key).
-pub trait KeyRefresher: Send + Sync + 'static {
-    /// Re-fetches the key set if `kid` is unknown and the cooldown allows; `true` when the
-    /// verifier's keys changed.
-    fn refresh_for_kid<'a>(&'a self, kid: &'a str) -> BoxFuture<'a, bool>;
-}
 
 /// Where the token of a request came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

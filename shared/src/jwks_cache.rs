@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
-use crate::extract::KeyRefresher;
 use crate::jwks::Jwks;
 use crate::verifier::{KeySet, TokenVerifier};
 
@@ -23,6 +22,13 @@ const MIN_MAX_AGE: Duration = Duration::from_secs(5);
 /// The largest JWKS body accepted. Ours is a few KiB; the cap keeps a broken or hostile issuer
 /// from filling this process's memory.
 pub const MAX_JWKS_BYTES: usize = 64 * 1024;
+
+/// Lets a resource server fetch keys it does not know yet (a rotated signing key).
+pub trait KeyRefresher: Send + Sync + 'static {
+    /// Re-fetches the key set if `kid` is unknown and the cooldown allows; `true` when the
+    /// verifier's keys changed.
+    fn refresh_for_kid<'a>(&'a self, kid: &'a str) -> BoxFuture<'a, bool>;
+}
 
 /// Why a JWKS fetch failed; the keys we had are kept.
 #[derive(Debug, thiserror::Error)]

@@ -1,21 +1,54 @@
 //! What both services share: the token claims, the error contract of `API.md`, token verification,
 //! revocation storage and the actix glue that turns a request into verified claims.
+//!
+//! Always compiled, with no HTTP stack: `claims` (claims and roles), `error` (the error contract
+//! as plain serde types), `jwks` (the JWKS types) and `verifier` (the RS256 `TokenVerifier`, on
+//! jsonwebtoken). Everything else is behind a feature, none on by default, so that a client does
+//! not link the servers:
+//!
+//! - `client`: the typed HTTP client of the platform (`client`), for the CLI and cross-service
+//!   tests. Pulls in reqwest and tokio.
+//! - `verify`: for any resource server, `jwks_cache` (the issuer's keys, fetched and refreshed)
+//!   and `revocation` (the entries, the `RevocationCheck` read side, the in-process store).
+//!   Pulls in reqwest, tokio and futures-util.
+//! - `actix`: `verify`, plus `extract` (verified claims as actix extractors) and the actix side of
+//!   `error` (`ErrorBody::into_response`, `TokenError` as a `ResponseError`, `rejections`).
+//!   Pulls in actix-web.
+//! - `redis`: `verify`, plus the Redis revocation store and the replica resource servers keep.
+//!   Pulls in redis.
+//! - `server`: `actix`, plus what both services run: `server`, `telemetry`, `metrics`, `config`
+//!   and `retry_with_backoff`. Pulls in tracing-subscriber.
+//! - `db`: the diesel pool over PostgreSQL and embedded SQLite (`db`). Pulls in diesel and SQLite.
+//! - `openapi`: `actix`, plus helpers for the services' OpenAPI documents (`openapi`). Pulls in
+//!   utoipa.
+//! - `testing`: `db`, plus helpers for the services' integration tests (`testing`). Pulls in
+//!   base64 and reqwest.
+//!
+//! Another Rust service verifies our tokens with `features = ["verify"]`, or `["actix"]` for the
+//! extractors; the services take `["server", "redis", "db", "openapi"]`.
 
 pub mod claims;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "db")]
 pub mod db;
 pub mod error;
+#[cfg(feature = "actix")]
 pub mod extract;
 pub mod jwks;
+#[cfg(feature = "verify")]
 pub mod jwks_cache;
+#[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+#[cfg(feature = "verify")]
 pub mod revocation;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -23,8 +56,13 @@ pub mod verifier;
 
 pub use claims::{AccessClaims, Claims, RefreshClaims, Role, TokenType};
 pub use error::{ErrorBody, ErrorCode, TokenError};
-pub use extract::{AuthContext, KeyRefresher, MaybeAccessClaims, TokenSource};
+#[cfg(feature = "actix")]
+pub use extract::{AuthContext, MaybeAccessClaims, TokenSource};
+#[cfg(feature = "verify")]
+pub use jwks_cache::KeyRefresher;
+#[cfg(feature = "server")]
 pub use metrics::Metrics;
+#[cfg(feature = "verify")]
 pub use revocation::{entry_expiry, Revocation, RevocationCheck, RevocationEntry, UserCutoff};
 pub use verifier::{KeySet, TokenVerifier, VerifierConfig};
 
@@ -38,6 +76,7 @@ pub fn now_unix() -> i64 {
 
 /// Retries `attempt` with exponential backoff (100 ms doubling to 3 s) until it succeeds or
 /// `wait` has passed, so a service started before its dependencies waits instead of crashing.
+#[cfg(feature = "server")]
 pub async fn retry_with_backoff<T, E, F, Fut>(
     what: &str,
     wait: std::time::Duration,

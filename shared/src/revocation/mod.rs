@@ -11,7 +11,9 @@
 
 mod cutoff;
 mod memory;
+#[cfg(feature = "redis")]
 mod redis_store;
+#[cfg(feature = "redis")]
 mod replica;
 
 use futures_util::future::BoxFuture;
@@ -21,7 +23,9 @@ use crate::claims::Claims;
 
 pub use cutoff::UserCutoff;
 pub use memory::MemoryRevocations;
+#[cfg(feature = "redis")]
 pub use redis_store::{connect as connect_redis, RedisRevocations, RevocationKeys};
+#[cfg(feature = "redis")]
 pub use replica::RevocationReplica;
 
 /// What is revoked.
@@ -88,6 +92,7 @@ pub fn entry_expiry(last_exp: i64, leeway: u64) -> i64 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreUnavailable {
+    #[cfg(feature = "redis")]
     #[error("revocation store unavailable: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("revocation store unavailable: {0}")]

@@ -1,51 +1,20 @@
-//! Processes for the end-to-end tests: the services as real processes (`authbooks-local auth` /
-//! `books`), and private PostgreSQL and Redis servers a test may stop and start at will.
+//! Processes for the end-to-end tests: the local stack and the services as real processes
+//! (`authbooks-local`, `authbooks-local auth` / `books`), and private PostgreSQL and Redis servers
+//! a test may stop and start at will.
 
 #![allow(dead_code)]
 
+mod stack;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use reqwest::StatusCode;
-
-/// A child process stopped when the test ends, whatever happens: SIGTERM first (so nginx's
-/// master stops its workers), SIGKILL if it lingers.
-pub struct Process(pub Child);
-
-impl Process {
-    /// `kill -9`: no chance to finish anything.
-    pub fn kill_hard(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let pid = self.0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        for _ in 0..50 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.kill_hard();
-    }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+pub use stack::*;
 
 /// `authbooks-local <mode>` on `port` with `env`.
 pub fn service(mode: &str, port: u16, env: &[(&str, String)]) -> Process {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_authbooks-local"));
+    let mut command = Command::new(local_stack_binary());
     command
         .arg(mode)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
@@ -56,17 +25,6 @@ pub fn service(mode: &str, port: u16, env: &[(&str, String)]) -> Process {
         command.env(key, value);
     }
     Process(command.spawn().expect("service process starts"))
-}
-
-pub async fn wait_ready(client: &reqwest::Client, base: &str) {
-    for _ in 0..300 {
-        let ready = client.get(format!("{base}/readyz")).send().await;
-        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{base} did not become ready");
 }
 
 fn is_root() -> bool {
@@ -252,73 +210,6 @@ impl PrivateRedis {
     pub fn crash(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill_hard();
-        }
-    }
-}
-
-/// The one-command stack (`authbooks-local`) as a process on `listen` with its data in
-/// `data_dir`; its banner is read for the URL and, on a first start, the admin password.
-pub struct LocalStack {
-    pub url: String,
-    pub admin_password: Option<String>,
-    pub banner: Vec<String>,
-    pub process: Process,
-}
-
-impl LocalStack {
-    pub async fn start(data_dir: &Path, listen: &str, settings: &[(&str, &str)]) -> Self {
-        use std::io::{BufRead, BufReader};
-        let mut command = Command::new(env!("CARGO_BIN_EXE_authbooks-local"));
-        for name in [
-            "DATABASE_URL",
-            "REDIS_URL",
-            "AUTH_BOOTSTRAP_ADMIN_USERNAME",
-            "AUTH_BOOTSTRAP_ADMIN_PASSWORD",
-        ] {
-            command.env_remove(name);
-        }
-        let mut child = command
-            .env("LISTEN_ADDR", listen)
-            .env("AUTHBOOKS_DATA_DIR", data_dir)
-            .env("HTTP_WORKERS", "2")
-            .envs(settings.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var("TEST_LOG").is_ok() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .expect("authbooks-local starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut banner = Vec::new();
-        for line in lines.by_ref() {
-            let line = line.expect("banner line");
-            let done = line.starts_with("Try:");
-            banner.push(line);
-            if done {
-                break;
-            }
-        }
-        // Keep draining, so the stack never writes into a closed pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        let url = banner
-            .iter()
-            .find_map(|l| l.strip_prefix("authbooks is running at "))
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("the banner names the URL")
-            .to_owned();
-        let admin_password = banner
-            .iter()
-            .find_map(|l| l.strip_prefix("First start: created user 'admin' with password "))
-            .map(str::to_owned);
-        wait_ready(&reqwest::Client::new(), &url).await;
-        Self {
-            url,
-            admin_password,
-            banner,
-            process: Process(child),
         }
     }
 }

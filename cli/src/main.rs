@@ -1,14 +1,9 @@
 //! `authbooks`: the command-line client of the platform, over `shared::client`. See `USAGE` in
 //! `args.rs` (printed by `authbooks --help`) for the commands, files and exit codes.
 
-// A binary's modules sit beside its root, so point them into its own folder.
-#[path = "authbooks/args.rs"]
 mod args;
-#[path = "authbooks/output.rs"]
 mod output;
-#[path = "authbooks/store.rs"]
 mod store;
-#[path = "authbooks/terminal.rs"]
 mod terminal;
 
 use std::collections::BTreeMap;

@@ -1,7 +1,9 @@
 //! The built `authbooks` binary against a running local stack, as a script would use it:
 //! `--json` output parsed here, exit codes checked, the token file inspected.
 
-mod support;
+// The local stack's own test helper, shared rather than copied.
+#[path = "../../deploy/local/tests/support/stack.rs"]
+mod stack;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -15,7 +17,7 @@ use serde_json::Value;
 struct Stack {
     url: String,
     admin_password: String,
-    _process: support::Process,
+    _process: stack::Process,
     _dir: tempfile::TempDir,
 }
 
@@ -23,13 +25,13 @@ struct Stack {
 /// waits until it is ready.
 async fn start(settings: &[(&str, &str)]) -> Stack {
     let dir = tempfile::tempdir().expect("temp dir");
-    let stack = support::LocalStack::start(dir.path(), "127.0.0.1:0", settings).await;
+    let local = stack::LocalStack::start(dir.path(), "127.0.0.1:0", settings).await;
     Stack {
-        url: stack.url,
-        admin_password: stack
+        url: local.url,
+        admin_password: local
             .admin_password
             .expect("a first start creates the admin"),
-        _process: stack.process,
+        _process: local.process,
         _dir: dir,
     }
 }
