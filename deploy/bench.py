@@ -223,7 +223,7 @@ def run(work, run_id, databases, services, ceilings):
             "DATABASE_URL": f"{PG}/{databases[1]}{PG_OPTIONS}", "JWKS_URL": jwks,
         }))
         services.append(books[-1])
-    bare = Service("bare-verify", [str(RELEASE / "authbooks-local"), "bare-verify"], {
+    bare = Service("bare-verify", [str(RELEASE / "bare-verify")], {
         "LISTEN_ADDR": f"127.0.0.1:{free_port()}", "JWKS_URL": jwks, "RUST_LOG": "warn",
     })
     services.append(bare)

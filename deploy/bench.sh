@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 2; }
-cargo build --release -p auth-service -p books-service -p authbooks-local
+cargo build --release -p auth-service -p books-service -p authbooks-bench
 cargo bench -p auth-service --bench tokens
 python3 deploy/bench.py

@@ -1,4 +1,4 @@
-//! Settings from the environment (API.md's table), typed and validated once at start. A bad
+//! Settings from the environment (docs/api.md's table), typed and validated once at start. A bad
 //! value stops the service with one line naming the variable.
 
 use std::collections::HashMap;

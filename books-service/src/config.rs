@@ -1,4 +1,4 @@
-//! Settings from the environment (API.md's table), validated once at start.
+//! Settings from the environment (docs/api.md's table), validated once at start.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

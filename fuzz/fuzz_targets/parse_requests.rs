@@ -43,7 +43,7 @@ fn extract<T: DeserializeOwned + 'static>(body: &[u8]) -> Option<T> {
     }
 }
 
-/// A 4xx whose body is an API.md error of that status, naming only the request's own fields.
+/// A 4xx whose body is an docs/api.md error of that status, naming only the request's own fields.
 fn assert_contract_rejection(response: HttpResponse, fields: &[&str]) {
     let status = response.status();
     assert!(status.is_client_error(), "status {status}");

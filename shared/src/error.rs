@@ -1,4 +1,4 @@
-//! The error contract of `API.md`: one code per failure, one JSON body shape, and (feature
+//! The error contract of `docs/api.md`: one code per failure, one JSON body shape, and (feature
 //! `actix`) one place that turns them into HTTP responses.
 
 use std::collections::BTreeMap;
@@ -189,7 +189,7 @@ pub mod rejections {
 
     use super::{ErrorBody, ErrorCode};
 
-    /// Request bodies are capped at 64 KiB, as `API.md` says.
+    /// Request bodies are capped at 64 KiB, as `docs/api.md` says.
     pub const BODY_LIMIT: usize = 64 * 1024;
 
     fn body_error(code: ErrorCode, message: String) -> actix_web::Error {

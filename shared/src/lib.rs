@@ -1,4 +1,4 @@
-//! What both services share: the token claims, the error contract of `API.md`, token verification,
+//! What both services share: the token claims, the error contract of `docs/api.md`, token verification,
 //! revocation storage and the actix glue that turns a request into verified claims.
 //!
 //! Always compiled, with no HTTP stack: `claims` (claims and roles), `error` (the error contract

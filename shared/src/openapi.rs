@@ -347,7 +347,7 @@ fn error_response(status: u16, codes: &[ErrorCode]) -> Response {
     response.build()
 }
 
-/// API.md's "when" of each code. The `match` makes a new code a compile error here.
+/// docs/api.md's "when" of each code. The `match` makes a new code a compile error here.
 fn meaning(code: ErrorCode) -> &'static str {
     use ErrorCode::*;
     match code {

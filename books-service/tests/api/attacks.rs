@@ -1,7 +1,7 @@
 //! jwt_tool's playbook over real HTTP, against a real auth-service and books-service on
 //! PostgreSQL + Redis: every forged, mangled or misplaced token is sent to three routes of each
 //! service (as a bearer header, and as a cookie where it is a token), and every answer must be a
-//! 4xx of API.md with a JSON `ErrorBody` carrying the code the attack deserves. None is 2xx or
+//! 4xx of docs/api.md with a JSON `ErrorBody` carrying the code the attack deserves. None is 2xx or
 //! 5xx, an attacker's key server is never contacted, and both services still serve afterwards.
 //!
 //! The one answer that is not JSON: a request head over actix-http's 128 KiB buffer (the 1 MB
@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{book, payload, spawn_stack, Backend, Stack, Tokens};
 
-/// API.md's error codes and their statuses.
+/// docs/api.md's error codes and their statuses.
 const API_CODES: [(&str, u16); 18] = [
     ("bad_request", 400),
     ("missing_token", 401),
@@ -735,7 +735,7 @@ enum Credential<'a> {
     Cookie(&'a str),
 }
 
-/// The answer is a 4xx of API.md with a JSON body whose `error` is one `expect`ed.
+/// The answer is a 4xx of docs/api.md with a JSON body whose `error` is one `expect`ed.
 async fn assert_refused(
     response: reqwest::Response,
     expect: &[&str],

@@ -1,4 +1,4 @@
-//! The client's errors: one variant per `API.md` error code, plus what can go wrong on our side
+//! The client's errors: one variant per `docs/api.md` error code, plus what can go wrong on our side
 //! of the wire.
 
 use std::collections::BTreeMap;

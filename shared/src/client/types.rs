@@ -1,4 +1,4 @@
-//! The request and response bodies of `API.md`, as the client sees them.
+//! The request and response bodies of `docs/api.md`, as the client sees them.
 
 use serde::{Deserialize, Serialize};
 
