@@ -9,7 +9,9 @@
 Settings (environment): AUTH_ISSUER (required, e.g. http://127.0.0.1:8081), CLIENT_ID and
 CLIENT_SECRET (a client with the scope `revocations:read`), JWT_AUDIENCE (default
 `authbooks-api`), REVOCATIONS_URL (default AUTH_ISSUER + /revocations), JWT_LEEWAY (seconds,
-default 30), JWKS_REFETCH_COOLDOWN (seconds, default 30), LISTEN_ADDR (default 127.0.0.1:5000).
+default 30), JWKS_REFETCH_COOLDOWN (seconds, default 30), REVOCATION_STALENESS_MS (how long the
+revocation stream may be down before tokens are answered 503, default 5000), LISTEN_ADDR
+(default 127.0.0.1:5000).
 """
 
 from __future__ import annotations
@@ -51,11 +53,12 @@ def discover(issuer: str, wait: float = 30.0) -> dict:
 
 def create_app(issuer: str, audience: str, client_id: str, client_secret: str, *,
                revocations_url: str | None = None, leeway: int = 30,
-               jwks_cooldown: float = 30.0) -> Flask:
+               jwks_cooldown: float = 30.0, revocation_staleness: float = 5.0) -> Flask:
     document = discover(issuer)
     jwks = jwt.PyJWKClient(document["jwks_uri"], cooldown_duration=jwks_cooldown, timeout=10)
     feed = RevocationFeed(revocations_url or issuer.rstrip("/") + "/revocations",
-                          document["token_endpoint"], client_id, client_secret).start()
+                          document["token_endpoint"], client_id, client_secret,
+                          reconnect_grace=revocation_staleness).start()
 
     app = Flask(__name__)
     app.config.update(
@@ -127,6 +130,7 @@ def main() -> None:
         revocations_url=os.environ.get("REVOCATIONS_URL"),
         leeway=int(os.environ.get("JWT_LEEWAY", "30")),
         jwks_cooldown=float(os.environ.get("JWKS_REFETCH_COOLDOWN", "30")),
+        revocation_staleness=int(os.environ.get("REVOCATION_STALENESS_MS", "5000")) / 1000,
     )
     host, _, port = os.environ.get("LISTEN_ADDR", "127.0.0.1:5000").rpartition(":")
     # Werkzeug's server is for development; in production run create_app() under a WSGI server

@@ -9,7 +9,9 @@
 // Settings (environment): AUTH_ISSUER (required, e.g. http://127.0.0.1:8081), CLIENT_ID and
 // CLIENT_SECRET (a client with the scope `revocations:read`), JWT_AUDIENCE (default
 // `authbooks-api`), REVOCATIONS_URL (default AUTH_ISSUER + /revocations), JWT_LEEWAY (seconds,
-// default 30), JWKS_REFETCH_COOLDOWN (seconds, default 30), LISTEN_ADDR (default 127.0.0.1:3000).
+// default 30), JWKS_REFETCH_COOLDOWN (seconds, default 30), REVOCATION_STALENESS_MS (how long
+// the revocation stream may be down before tokens are answered 503, default 5000), LISTEN_ADDR
+// (default 127.0.0.1:3000).
 import http from 'node:http';
 import { createRemoteJWKSet, errors, jwtVerify } from 'jose';
 import { RevocationFeed, RevocationsUnavailable } from './revocations.mjs';
@@ -51,6 +53,7 @@ const feed = new RevocationFeed({
   tokenEndpoint: discovery.token_endpoint,
   clientId: env.CLIENT_ID,
   clientSecret: env.CLIENT_SECRET,
+  reconnectGraceMs: Number(env.REVOCATION_STALENESS_MS || 5000),
 }).start();
 
 class Refused extends Error {

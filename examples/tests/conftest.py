@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
-        if value:
+        if value is not None and value is not False:  # (a 4xx/5xx Response is falsy)
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
@@ -200,15 +201,87 @@ class AuthService:
         return result.stdout
 
 
+class CuttableProxy:
+    """A TCP proxy to auth-service whose connections the test can cut, recording each
+    connection's request head (to see what a reconnect sends)."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.request_heads: list[str] = []
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._refusing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self.listener.accept()
+            except OSError:
+                return
+            if self._refusing:
+                downstream.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                downstream.close()
+                continue
+            with self._lock:
+                self._open += [downstream, upstream]
+            threading.Thread(target=self._pipe, args=(downstream, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, downstream, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
+        first = record
+        try:
+            while data := source.recv(65536):
+                if first:
+                    self.request_heads.append(data.split(b"\r\n\r\n")[0].decode(errors="replace"))
+                    first = False
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        """Drop every open connection and refuse new ones until `resume`."""
+        self._refusing = True
+        with self._lock:
+            sockets, self._open = self._open, []
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def resume(self) -> None:
+        self._refusing = False
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
 class ExampleService:
     """One of the example services, started as a subprocess against an auth-service."""
 
     def __init__(self, kind: str, auth: AuthService, client: dict, workdir: Path, *,
-                 audience: str | None = None):
+                 audience: str | None = None, extra_env: dict | None = None):
         self.kind = kind
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k not in ("JWT_AUDIENCE", "REVOCATIONS_URL")}
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("JWT_AUDIENCE", "REVOCATIONS_URL", "REVOCATION_STALENESS_MS")}
         env.update({
             "AUTH_ISSUER": auth.issuer,
             "CLIENT_ID": client["client_id"],
@@ -219,6 +292,7 @@ class ExampleService:
         })
         if audience is not None:
             env["JWT_AUDIENCE"] = audience
+        env.update(extra_env or {})
         if kind == "flask":
             args, cwd = [sys.executable, "app.py"], EXAMPLES / "flask"
         else:

@@ -12,7 +12,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import KINDS, LATENCIES, ExampleService, unverified, wait_until
+from conftest import KINDS, LATENCIES, CuttableProxy, ExampleService, unverified, wait_until
 
 REVOCATION_DEADLINE = 1.0  # seconds from the revoking answer to the example refusing
 
@@ -247,6 +247,48 @@ def test_a_revocation_made_before_start_comes_from_the_snapshot(auth, client, wo
         assert late.hello(auth.new_user().login()["access_token"]).status_code == 200
     finally:
         late.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_feed_fails_closed_when_cut_and_resumes_without_a_gap(auth, client, workdir, kind):
+    proxy = CuttableProxy(auth.port)
+    cut_off = ExampleService(kind, auth, client, workdir / "cut", extra_env={
+        "REVOCATIONS_URL": f"{proxy.url}/revocations", "REVOCATION_STALENESS_MS": "1500"})
+    try:
+        cut_off.wait_ready()
+        user = auth.new_user()
+        kept, revoked = user.login(), user.login()
+        assert cut_off.hello(revoked["access_token"]).status_code == 200
+        # An event while connected moves the cursor past the snapshot's.
+        first = auth.new_user().login()
+        requests.post(f"{auth.url}/auth/logout", headers=bearer(first["access_token"]), timeout=10)
+        wait_until(lambda: cut_off.hello(first["access_token"]).status_code == 401, timeout=1,
+                   what="the first revocation")
+
+        proxy.cut()
+        response = requests.post(f"{auth.url}/auth/logout", headers=bearer(revoked["access_token"]),
+                                 timeout=10)
+        assert response.status_code == 204, response.text
+        # Down for longer than REVOCATION_STALENESS_MS: it refuses to decide.
+        unavailable = wait_until(
+            lambda: (lambda r: r if r.status_code == 503 else None)(cut_off.hello(kept["access_token"])),
+            timeout=5, what="503 while the feed is cut")
+        assert unavailable.json()["error"] == "unavailable"
+        heads_before = len(proxy.request_heads)
+
+        proxy.resume()
+        wait_until(lambda: cut_off.hello(kept["access_token"]).status_code == 200, timeout=10,
+                   interval=0.1, what="the feed to come back")
+        # The revocation made while it was cut arrived through the resumed stream.
+        assert_refused(cut_off.hello(revoked["access_token"]), "token_revoked")
+        resumed = [head for head in proxy.request_heads[heads_before:]
+                   if head.startswith("GET /revocations/stream")]
+        assert resumed and "last-event-id:" in resumed[-1].lower(), proxy.request_heads
+        assert not any(head.startswith("GET /revocations ") or head.startswith("GET /revocations?")
+                       for head in proxy.request_heads[heads_before:]), "the snapshot was reloaded"
+    finally:
+        cut_off.stop()
+        proxy.close()
 
 
 # --- keys ------------------------------------------------------------------------------------
