@@ -19,6 +19,7 @@ import random
 import threading
 import time
 from datetime import datetime
+from urllib.parse import quote_plus
 
 import requests
 
@@ -183,7 +184,8 @@ class ServiceToken:
                  client_secret: str, scope: str):
         self._session = session
         self._endpoint = token_endpoint
-        self._auth = (client_id, client_secret)
+        # RFC 6749 section 2.3.1: form-encoded before they go into the Basic header.
+        self._auth = (quote_plus(client_id), quote_plus(client_secret))
         self._scope = scope
         self._token: str | None = None
         self._renew_at = 0.0

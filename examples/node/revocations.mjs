@@ -142,6 +142,7 @@ class ServiceToken {
 
   constructor(tokenEndpoint, clientId, clientSecret, scope) {
     this.tokenEndpoint = tokenEndpoint;
+    // RFC 6749 section 2.3.1: form-encoded before they go into the Basic header.
     this.basic = Buffer.from(
       `${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`,
     ).toString('base64');
