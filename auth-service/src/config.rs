@@ -85,7 +85,7 @@ pub use shared::config::ConfigError;
 /// The default key activation delay is at least this (15 minutes): longer than the JWKS cache of
 /// the verifiers other teams use (jose's `createRemoteJWKSet` keeps keys 10 minutes; keyfunc and
 /// .NET re-fetch on an unknown `kid` at most every 5 minutes), so a new key is in their caches
-/// before it signs. See docs/operating.md, "Keys".
+/// before it signs. See docs/operating.md, "Keys and rotation".
 pub const MIN_DEFAULT_ACTIVATION_DELAY: u64 = 900;
 
 impl Settings {
