@@ -1,6 +1,7 @@
 //! books-service: CRUD on books behind local token verification. Keys come from the issuer's
 //! JWKS, revocations from a local replica fed by Redis: no call to auth-service per request.
 
+pub mod access;
 pub mod config;
 pub mod domain;
 pub mod error;
