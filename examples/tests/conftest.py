@@ -25,6 +25,10 @@ import requests
 EXAMPLES = Path(__file__).resolve().parents[1]
 KINDS = ("flask", "node")
 
+# Settings of auth-service that must not leak in from the environment running the tests.
+INHERITED_SETTINGS = ("AUTH_", "JWT_", "JWKS_", "REDIS_", "DATABASE_URL", "LISTEN_ADDR",
+                      "ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "HTTP_WORKERS", "RUST_LOG")
+
 # (what, service, seconds): printed at the end of the run.
 LATENCIES: list[tuple[str, str, float]] = []
 
@@ -129,7 +133,8 @@ class AuthService:
         if keys_from is not None:  # the same keys, hence the same kid, as another instance
             shutil.copytree(keys_from, self.keys_dir)
         self.admin = ("examples-admin", password())
-        self.env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        # Nothing inherited configures it (REDIS_URL unset: the in-process store).
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(INHERITED_SETTINGS)}
         self.env.update({
             "LISTEN_ADDR": f"127.0.0.1:{self.port}",
             "DATABASE_URL": f"sqlite://{workdir}/auth.db",
@@ -146,10 +151,6 @@ class AuthService:
         })
         if audience is not None:
             self.env["JWT_AUDIENCE"] = audience
-        else:
-            self.env.pop("JWT_AUDIENCE", None)
-        for name in ("JWT_ISSUER", "JWT_LEEWAY", "ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL"):
-            self.env.pop(name, None)
         self.process: Process | None = None
 
     def start(self) -> "AuthService":
@@ -280,8 +281,8 @@ class ExampleService:
         self.kind = kind
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("JWT_AUDIENCE", "REVOCATIONS_URL", "REVOCATION_STALENESS_MS")}
+        env = {k: v for k, v in os.environ.items() if k not in (
+            "JWT_AUDIENCE", "JWT_LEEWAY", "REVOCATIONS_URL", "REVOCATION_STALENESS_MS")}
         env.update({
             "AUTH_ISSUER": auth.issuer,
             "CLIENT_ID": client["client_id"],
