@@ -57,7 +57,7 @@ pub mod verifier;
 pub use claims::{AccessClaims, Claims, RefreshClaims, Role, Scope, TokenType};
 pub use error::{ErrorBody, ErrorCode, TokenError};
 #[cfg(feature = "actix")]
-pub use extract::{AuthContext, MaybeAccessClaims, TokenSource};
+pub use extract::{AuthContext, MaybeAccessClaims, RefreshToRotate, TokenSource};
 #[cfg(feature = "verify")]
 pub use jwks_cache::KeyRefresher;
 #[cfg(feature = "server")]
