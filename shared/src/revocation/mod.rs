@@ -7,14 +7,19 @@
 //! outlives its entry.
 //!
 //! Only auth-service writes entries (its session ledger); verifiers read them through the narrow
-//! [`RevocationCheck`] trait.
+//! [`RevocationCheck`] trait, from a replica of Redis (feature `redis`) or from auth-service's
+//! HTTP revocation feed (feature `feed`).
 
 mod cutoff;
+#[cfg(feature = "feed")]
+mod feed;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_store;
 #[cfg(feature = "redis")]
 mod replica;
+#[cfg(feature = "feed")]
+mod sse;
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -22,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use crate::claims::Claims;
 
 pub use cutoff::UserCutoff;
+#[cfg(feature = "feed")]
+pub use feed::{ClientSecret, FeedConfig, FeedError, RevocationFeed};
 pub use memory::MemoryRevocations;
 #[cfg(feature = "redis")]
 pub use redis_store::{connect as connect_redis, RedisRevocations, RevocationKeys};
