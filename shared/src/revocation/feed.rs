@@ -60,8 +60,6 @@ pub struct FeedConfig {
     pub token_url: String,
     pub client_id: String,
     pub client_secret: ClientSecret,
-    /// How long the copy may go without hearing from the server before it is not trusted.
-    pub staleness: Duration,
 }
 
 /// Why following the feed stopped; the entries held are kept, and it tries again.
@@ -207,9 +205,10 @@ pub struct RevocationFeed {
 
 impl RevocationFeed {
     /// Starts following the feed in the background and returns at once; until the first
-    /// snapshot is loaded, the copy reports itself not ready.
-    pub fn start(config: FeedConfig) -> Arc<Self> {
-        let feed = Arc::new(Self::new(config.staleness));
+    /// snapshot is loaded, the copy reports itself not ready. `staleness`: how long it may go
+    /// without hearing from the server before it is not trusted.
+    pub fn start(config: FeedConfig, staleness: Duration) -> Arc<Self> {
+        let feed = Arc::new(Self::new(staleness));
         let task = feed.clone();
         tokio::spawn(async move { task.follow_forever(Link::new(config)).await });
         feed
@@ -736,7 +735,6 @@ mod tests {
             token_url: "http://a/oauth/token".into(),
             client_id: "books".into(),
             client_secret: ClientSecret::new("hunter2"),
-            staleness: Duration::from_secs(5),
         };
         assert!(!format!("{config:?}").contains("hunter2"));
     }
