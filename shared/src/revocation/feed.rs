@@ -8,7 +8,8 @@
 //! withdrawn), so applying a snapshot over what is held is always safe.
 //!
 //! Staleness bound, as the Redis replica: the copy is trusted only while something from the
-//! server (an event or a heartbeat comment) arrived within `staleness`; otherwise `is_revoked`
+//! server (an event or a heartbeat comment) arrived within `staleness`, counted when no event is
+//! half received; otherwise `is_revoked`
 //! fails and the service answers 503 rather than accept a token that may have been revoked. It
 //! recovers by itself when the stream is back.
 
@@ -350,9 +351,13 @@ impl RevocationFeed {
                     link.cursor = id;
                 }
             }
+            // Heard from the server, but fresh only between events: with half an event
+            // received, a revocation is still on its way.
             if parsed.lines > 0 {
                 link.heard = true;
-                self.heard();
+                if !parser.mid_event() {
+                    self.heard();
+                }
             }
         }
     }

@@ -74,6 +74,11 @@ impl SseParser {
         Ok(parsed)
     }
 
+    /// Whether fields of an undispatched block are held: the server is in the middle of an event.
+    pub fn mid_event(&self) -> bool {
+        self.has_data || self.id_in_block || !self.event.is_empty()
+    }
+
     fn append(&mut self, bytes: &[u8]) -> Result<(), LineTooLong> {
         if self.line.len() + bytes.len() > MAX_LINE {
             return Err(LineTooLong);
@@ -212,7 +217,9 @@ mod tests {
         let parsed = parser.push(b"id: 1\ndata: a\n\nid: 2\ndata: b\n").unwrap();
         // Event 2 is not complete: a reconnect now must resume after 1, not 2.
         assert_eq!(parsed.events, vec![event(Some("1"), "a")]);
+        assert!(parser.mid_event());
         let parsed = parser.push(b"\ndata: c\n\n").unwrap();
+        assert!(!parser.mid_event());
         assert_eq!(
             parsed.events,
             vec![event(Some("2"), "b"), event(Some("2"), "c")]
