@@ -58,7 +58,9 @@ COMMON = {
     "DATABASE_URL": "sqlite://data/<service>.db",
     "REDIS_URL": None,
     "REDIS_KEY_PREFIX": "authbooks:",
-    "JWT_ISSUER": "authbooks",
+    "JWT_ISSUER": "AUTH_PUBLIC_URL",
+    # auth-service's public URL: the default issuer, so books-service reads it too.
+    "AUTH_PUBLIC_URL": "http://127.0.0.1:8081",
     "JWT_AUDIENCE": "authbooks-api",
     "JWT_LEEWAY": "30",
     "HTTP_WORKERS": "one per core",
@@ -78,8 +80,9 @@ VARIABLES = {
         "AUTH_KEY_ACTIVATION_DELAY": "JWKS_MAX_AGE",
         "AUTH_KEYS_RELOAD_SECS": "10",
         "AUTH_REFRESH_GRACE": "5",
+        "AUTH_FEED_HEARTBEAT_SECS": "2",
         "AUTH_TRUSTED_PROXIES": None,
-        "AUTH_PUBLIC_URL": None,
+        "AUTH_CLIENT_SECRET_KEY": None,
         "AUTH_LOGIN_LIMIT_USERNAME": "5",
         "AUTH_LOGIN_LIMIT_ADDRESS": "100",
         "AUTH_REGISTER_LIMIT_ADDRESS": "10",
@@ -108,7 +111,7 @@ MUST_SET = {
     "books-service": {"LISTEN_ADDR", "DATABASE_URL", "REDIS_URL", "JWKS_URL"},
 }
 # Off when unset, and fine that way.
-OPTIONAL = {"AUTH_BOOTSTRAP_ADMIN_USERNAME", "AUTH_BOOTSTRAP_ADMIN_PASSWORD", "AUTH_PUBLIC_URL"}
+OPTIONAL = {"AUTH_BOOTSTRAP_ADMIN_USERNAME", "AUTH_BOOTSTRAP_ADMIN_PASSWORD", "AUTH_CLIENT_SECRET_KEY"}
 # books-service's revocation feed, the alternative to REDIS_URL where Redis is out of reach.
 OPTIONAL |= {
     "REVOCATION_FEED_URL",
@@ -120,7 +123,7 @@ OPTIONAL |= {
 # login limits see the client behind it. (Kubernetes has no fixed proxy address to list.)
 COMPOSE_MUST_SET = {"auth-service": {"AUTH_TRUSTED_PROXIES"}, "books-service": set()}
 # Settings that must be equal on both services.
-MUST_AGREE = ("REDIS_KEY_PREFIX", "JWT_ISSUER", "JWT_AUDIENCE")
+MUST_AGREE = ("REDIS_KEY_PREFIX", "JWT_ISSUER", "JWT_AUDIENCE", "AUTH_PUBLIC_URL")
 # Opt-outs a deployment must never take: books-service without revocations accepts revoked tokens.
 NEVER_TRUE = {"books-service": {"BOOKS_ALLOW_NO_REVOCATIONS"}, "auth-service": set()}
 # The widest range AUTH_TRUSTED_PROXIES may name in deploy/k8s (the ingress controller pods only).
@@ -670,10 +673,16 @@ def check_k8s(r: Report) -> None:
         for rule in ing["spec"].get("rules", []):
             for p in rule.get("http", {}).get("paths", []):
                 routes[p["path"].rstrip("/")] = p["backend"]["service"]["name"]
-    want = {"/auth": "auth-service", "/.well-known": "auth-service", "/books": "books-service"}
+    want = {
+        "/auth": "auth-service",
+        "/.well-known": "auth-service",
+        "/oauth": "auth-service",
+        "/revocations": "auth-service",
+        "/books": "books-service",
+    }
     r.check(
         routes == want,
-        "Ingress routes /auth and /.well-known to auth, /books to books",
+        "Ingress routes /auth, /.well-known, /oauth and /revocations to auth, /books to books",
         str(routes),
     )
 

@@ -74,8 +74,10 @@ fn claims(now: i64) -> Claims {
         fresh: true,
         roles: vec![Role::User, Role::Editor],
         username: "alice.librarian".into(),
-        fam: Some(uuid::Uuid::new_v4().to_string()),
+        sid: Some(uuid::Uuid::new_v4().to_string()),
         csrf: None,
+        scope: None,
+        client_id: None,
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Settings {
     pub access_ttl: u64,
     pub refresh_ttl: u64,
     pub bootstrap_admin: Option<BootstrapAdmin>,
+    /// The key client secrets are hashed with; `None`: a key file in the keys directory.
+    pub client_secret_key: Option<Secret>,
     /// `Secure` on auth cookies; turn off only for local plain-http use.
     pub cookie_secure: bool,
     /// Seconds the JWKS may be cached by verifiers (`Cache-Control: max-age`).
@@ -58,13 +60,16 @@ pub struct Settings {
     pub key_activation_delay: u64,
     /// How often the keys directory is checked for new keys.
     pub keys_reload_secs: u64,
+    /// Seconds between comment lines on an idle `/revocations/stream` (readers treat silence as
+    /// staleness).
+    pub feed_heartbeat_secs: u64,
     /// Seconds during which a rotated refresh token replays its first answer (0: never).
     pub refresh_grace_secs: u64,
     /// Peers allowed to state the client address in `X-Forwarded-For` (the gateway).
     pub trusted_proxies: crate::throttle::TrustedProxies,
-    /// The public base URL (e.g. `https://api.example.com`) for discovery documents; when unset
-    /// they are built from the request's Host.
-    pub public_url: Option<String>,
+    /// The public base URL (e.g. `https://api.example.com`): every absolute URL of the
+    /// discovery documents starts with it, and it is the default issuer.
+    pub public_url: String,
     /// Login attempts per (username, client address) / per client address before back-off
     /// starts; the per-username limit is derived (see `throttle::USERNAME_FACTOR`).
     pub login_limit_username: u64,
@@ -138,22 +143,18 @@ impl Settings {
             access_ttl,
             refresh_ttl,
             bootstrap_admin,
+            client_secret_key: get("AUTH_CLIENT_SECRET_KEY").map(Secret::new),
             cookie_secure,
             jwks_max_age,
             key_activation_delay: env.seconds("AUTH_KEY_ACTIVATION_DELAY", jwks_max_age, 0)?,
             keys_reload_secs: env.seconds("AUTH_KEYS_RELOAD_SECS", 10, 1)?,
+            feed_heartbeat_secs: env.seconds("AUTH_FEED_HEARTBEAT_SECS", 2, 1)?,
             refresh_grace_secs: env.seconds("AUTH_REFRESH_GRACE", 5, 0)?,
             trusted_proxies: crate::throttle::TrustedProxies::parse(
                 get("AUTH_TRUSTED_PROXIES").unwrap_or_default(),
             )
             .map_err(|p| invalid("AUTH_TRUSTED_PROXIES", p))?,
-            public_url: match get("AUTH_PUBLIC_URL") {
-                None => None,
-                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                    Some(url.trim_end_matches('/').to_owned())
-                }
-                Some(_) => return Err(invalid("AUTH_PUBLIC_URL", "expected an http(s):// URL")),
-            },
+            public_url: env.public_url()?,
             login_limit_username: env.seconds("AUTH_LOGIN_LIMIT_USERNAME", 5, 1)?,
             login_limit_address: env.seconds("AUTH_LOGIN_LIMIT_ADDRESS", 100, 1)?,
             register_limit_address: env.seconds("AUTH_REGISTER_LIMIT_ADDRESS", 10, 1)?,
@@ -185,8 +186,9 @@ mod tests {
         );
         assert_eq!(
             (s.verifier.issuer.as_str(), s.verifier.audience.as_str()),
-            ("authbooks", "authbooks-api")
+            ("http://127.0.0.1:8081", "authbooks-api")
         );
+        assert_eq!(s.public_url, "http://127.0.0.1:8081");
         assert_eq!(
             (
                 s.login_limit_username,
@@ -209,6 +211,29 @@ mod tests {
         assert!(err
             .to_string()
             .starts_with("invalid configuration: AUTH_BOOTSTRAP_ADMIN_PASSWORD"));
+    }
+
+    #[test]
+    fn the_issuer_is_the_public_url_unless_set_and_always_an_http_url() {
+        let s =
+            Settings::from_vars(vars(&[("AUTH_PUBLIC_URL", "https://api.example.com/")])).unwrap();
+        assert_eq!(s.public_url, "https://api.example.com");
+        assert_eq!(s.verifier.issuer, "https://api.example.com");
+        let s = Settings::from_vars(vars(&[
+            ("AUTH_PUBLIC_URL", "https://api.example.com"),
+            ("JWT_ISSUER", "https://id.example.com/tenant"),
+        ]))
+        .unwrap();
+        assert_eq!(s.verifier.issuer, "https://id.example.com/tenant");
+        for (var, bad) in [
+            ("JWT_ISSUER", "authbooks"),
+            ("JWT_ISSUER", "https://"),
+            ("JWT_ISSUER", "https://id.example.com/?tenant=1"),
+            ("AUTH_PUBLIC_URL", "ftp://example.com"),
+        ] {
+            let err = Settings::from_vars(vars(&[(var, bad)])).unwrap_err();
+            assert_eq!(err.var, var, "{bad}");
+        }
     }
 
     #[test]

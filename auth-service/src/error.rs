@@ -15,6 +15,9 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 pub enum AuthError {
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// An error of the OAuth 2.0 endpoints, answered in RFC 6749 §5.2's shape.
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
     #[error("{0}")]
     BadRequest(&'static str),
     #[error("wrong username or password")]
@@ -55,6 +58,57 @@ pub enum AuthError {
     },
 }
 
+/// RFC 6749 §5.2 errors (and RFC 7009/7662, which reuse them). Their bodies are
+/// `{"error", "error_description"}`, not our `ErrorBody`: OAuth client libraries parse them.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Unknown client, wrong secret or no client authentication: the same answer for each.
+    #[error("client authentication failed")]
+    InvalidClient,
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error("{0}")]
+    UnauthorizedClient(&'static str),
+    #[error("only grant_type=client_credentials is supported")]
+    UnsupportedGrantType,
+}
+
+impl OAuthError {
+    fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+        }
+    }
+
+    fn response(&self) -> HttpResponse {
+        let body =
+            serde_json::json!({ "error": self.code(), "error_description": self.to_string() });
+        let mut response = match self {
+            // §5.2: 401 and the authentication scheme the client can use.
+            OAuthError::InvalidClient => {
+                let mut response = HttpResponse::Unauthorized();
+                response.insert_header((
+                    actix_web::http::header::WWW_AUTHENTICATE,
+                    "Basic realm=\"authbooks\", charset=\"UTF-8\"",
+                ));
+                response
+            }
+            _ => HttpResponse::BadRequest(),
+        };
+        // §5.1: token responses and their errors are never cached.
+        response
+            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+            .insert_header((actix_web::http::header::PRAGMA, "no-cache"))
+            .json(body)
+    }
+}
+
 impl AuthError {
     pub fn unavailable(what: &'static str, cause: impl Into<Cause>) -> Self {
         AuthError::Unavailable {
@@ -77,6 +131,8 @@ impl AuthError {
     fn code(&self) -> ErrorCode {
         match self {
             AuthError::Token(err) => err.code(),
+            AuthError::OAuth(OAuthError::InvalidClient) => ErrorCode::InvalidCredentials,
+            AuthError::OAuth(_) => ErrorCode::BadRequest,
             AuthError::BadRequest(_) => ErrorCode::BadRequest,
             AuthError::InvalidCredentials => ErrorCode::InvalidCredentials,
             AuthError::Validation(_) => ErrorCode::ValidationFailed,
@@ -114,6 +170,7 @@ impl ResponseError for AuthError {
     fn error_response(&self) -> HttpResponse {
         let body = match self {
             AuthError::Token(err) => return err.error_response(),
+            AuthError::OAuth(err) => return err.response(),
             AuthError::Validation(fields) => ErrorBody::new(
                 ErrorCode::ValidationFailed,
                 "the request breaks a rule; see fields",

@@ -1,12 +1,15 @@
 //! auth-service: accounts, password login and RS256 token pairs, with the public keys published
 //! as a JWKS so every other service verifies tokens on its own.
 
+pub mod clients;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod keys;
 pub mod ledger;
 pub mod login;
+pub mod oauth;
 pub mod password;
 pub mod pause;
 pub mod routes;

@@ -29,7 +29,7 @@ pub async fn refresh(
         roles: &presented.roles,
     };
     let session = presented
-        .fam
+        .sid
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let pair = state
@@ -79,7 +79,7 @@ pub async fn logout(
             }
             Ok(refresh) => {
                 entries.push(state.lifetimes.token_entry(&refresh));
-                if let Some(session) = &refresh.fam {
+                if let Some(session) = &refresh.sid {
                     entries.push(state.lifetimes.session_entry(session, now));
                 }
             }
@@ -96,7 +96,7 @@ pub async fn logout(
 /// Ends the session `access` belongs to: the token itself and every token of its session.
 pub async fn end_session(state: &AppState, access: &Claims) -> Result<(), AuthError> {
     let mut entries = vec![state.lifetimes.token_entry(access)];
-    if let Some(session) = &access.fam {
+    if let Some(session) = &access.sid {
         entries.push(state.lifetimes.session_entry(session, shared::now_unix()));
     }
     state.ledger.revoke(entries).await?;

@@ -6,12 +6,14 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::web;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use shared::revocation::{MemoryRevocations, RedisRevocations, RevocationCheck};
+use shared::revocation::{MemoryRevocations, RedisRevocations, RevocationCheck, StoreUnavailable};
 use shared::{AuthContext, KeySet, Metrics, Role, TokenVerifier};
 
+use crate::clients::{ClientStore, SecretHasher, ServiceAccounts};
 use crate::config::Settings;
 use crate::domain::{Password, Username};
 use crate::error::AuthError;
+use crate::feed::{FeedLog, MemoryFeed, RedisFeed};
 use crate::keys::{KeyPolicy, KeyStore};
 use crate::ledger::{Lifetimes, MemoryLedger, RedisLedger, SessionLedger};
 use crate::pause::PausePoints;
@@ -67,24 +69,31 @@ impl Application {
         .map_err(|e| StartupError(e.to_string()))?
         .map_err(|e| StartupError(format!("DATABASE_URL: {e}")))?;
         let lifetimes = Lifetimes {
+            access_ttl: settings.access_ttl,
             refresh_ttl: settings.refresh_ttl,
             leeway: settings.verifier.leeway,
             grace: Duration::from_secs(settings.refresh_grace_secs),
         };
-        let (revocations, ledger) = match revocations {
-            Some(shared) => {
-                let ledger: Arc<dyn SessionLedger> =
-                    Arc::new(MemoryLedger::new(shared.clone(), lifetimes));
-                (shared as Arc<dyn RevocationCheck>, ledger)
-            }
+        let stores = match revocations {
+            Some(shared) => memory_stores(shared, lifetimes),
             None => revocation_stores(&settings, lifetimes).await?,
         };
+        let (revocations, ledger, feed) = (stores.check, stores.ledger, stores.feed);
         let policy = ThrottlePolicy::new(
             settings.login_limit_username,
             settings.login_limit_address,
             settings.register_limit_address,
         );
         let throttle_store = throttle_store(&settings, &policy).await?;
+        let secrets = SecretHasher::load_or_create(
+            settings.client_secret_key.as_ref().map(|k| k.expose()),
+            &settings.keys_dir,
+        )
+        .map_err(|e| StartupError(format!("AUTH_CLIENT_SECRET_KEY: {e}")))?;
+        let clients = ServiceAccounts {
+            store: ClientStore::new(pool.clone()),
+            secrets,
+        };
         let users = UserStore::new(pool);
         crate::password::warm_up();
         if let Some(admin) = &settings.bootstrap_admin {
@@ -111,6 +120,7 @@ impl Application {
         let pauses = Arc::new(PausePoints::default());
         let state = web::Data::new(AppState {
             users,
+            clients,
             tokens: TokenIssuer {
                 keys,
                 issuer: settings.verifier.issuer.clone(),
@@ -119,6 +129,8 @@ impl Application {
                 refresh_ttl: settings.refresh_ttl,
             },
             ledger,
+            feed,
+            feed_heartbeat: Duration::from_secs(settings.feed_heartbeat_secs),
             lifetimes,
             auth: auth.clone(),
             metrics: metrics.clone(),
@@ -145,6 +157,9 @@ impl Application {
                 cfg.configure(routes::auth::config)
                     .configure(routes::account::config)
                     .configure(routes::session::config)
+                    .configure(routes::clients::config)
+                    .configure(routes::oauth::config)
+                    .configure(routes::revocations::config)
                     .configure(routes::well_known::config)
                     .configure(routes::health::config)
                     .configure(routes::openapi::config);
@@ -209,33 +224,58 @@ async fn throttle_store(
 }
 
 /// Redis for both sides when configured; otherwise one in-process store, single node.
+/// The revocation store this process reads, the ledger that writes it, and the feed log.
+struct RevocationStores {
+    check: Arc<dyn RevocationCheck>,
+    ledger: Arc<dyn SessionLedger>,
+    feed: Arc<dyn FeedLog>,
+}
+
 async fn revocation_stores(
     settings: &Settings,
     lifetimes: Lifetimes,
-) -> Result<(Arc<dyn RevocationCheck>, Arc<dyn SessionLedger>), StartupError> {
+) -> Result<RevocationStores, StartupError> {
     match &settings.redis_url {
         Some(url) => {
             let prefix = &settings.redis_key_prefix;
+            let redis_error = |e: StoreUnavailable| StartupError(format!("REDIS_URL: {e}"));
             let check = shared::retry_with_backoff("redis", DEPENDENCY_WAIT, || {
                 RedisRevocations::connect(url, prefix)
             })
             .await
-            .map_err(|e| StartupError(format!("REDIS_URL: {e}")))?;
+            .map_err(redis_error)?;
             let ledger = shared::retry_with_backoff("redis", DEPENDENCY_WAIT, || {
                 RedisLedger::connect(url, prefix, lifetimes)
             })
             .await
-            .map_err(|e| StartupError(format!("REDIS_URL: {e}")))?;
-            Ok((Arc::new(check), Arc::new(ledger)))
+            .map_err(redis_error)?;
+            let feed = shared::retry_with_backoff("redis", DEPENDENCY_WAIT, || {
+                RedisFeed::connect(url, prefix)
+            })
+            .await
+            .map_err(redis_error)?;
+            Ok(RevocationStores {
+                check: Arc::new(check),
+                ledger: Arc::new(ledger),
+                feed: Arc::new(feed),
+            })
         }
         None => {
             tracing::warn!(
                 "REDIS_URL is not set: revocations are kept in this process only (single node)"
             );
-            let store = Arc::new(MemoryRevocations::new());
-            let ledger = Arc::new(MemoryLedger::new(store.clone(), lifetimes));
-            Ok((store, ledger))
+            Ok(memory_stores(Arc::new(MemoryRevocations::new()), lifetimes))
         }
+    }
+}
+
+fn memory_stores(store: Arc<MemoryRevocations>, lifetimes: Lifetimes) -> RevocationStores {
+    let feed = Arc::new(MemoryFeed::default());
+    let ledger = Arc::new(MemoryLedger::new(store.clone(), feed.clone(), lifetimes));
+    RevocationStores {
+        check: store,
+        ledger,
+        feed,
     }
 }
 

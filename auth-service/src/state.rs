@@ -5,6 +5,8 @@ use std::sync::Arc;
 use actix_web::web;
 use shared::{AuthContext, Metrics};
 
+use crate::clients::ServiceAccounts;
+use crate::feed::FeedLog;
 use crate::ledger::{Lifetimes, SessionLedger};
 use crate::pause::PausePoints;
 use crate::store::UserStore;
@@ -13,9 +15,15 @@ use crate::tokens::TokenIssuer;
 
 pub struct AppState {
     pub users: UserStore,
+    /// Service accounts (client credentials) and their secrets' hasher.
+    pub clients: ServiceAccounts,
     pub tokens: TokenIssuer,
     /// Every write that starts or ends a session goes through here.
     pub ledger: Arc<dyn SessionLedger>,
+    /// The revocation feed's log (appended by the ledger, read by `/revocations`).
+    pub feed: Arc<dyn FeedLog>,
+    /// How often an idle `/revocations/stream` sends a comment line.
+    pub feed_heartbeat: std::time::Duration,
     pub lifetimes: Lifetimes,
     pub auth: web::Data<AuthContext>,
     pub metrics: web::Data<Metrics>,
@@ -23,7 +31,7 @@ pub struct AppState {
     /// Attempt counters for login, registration and password change; knows the trusted proxies.
     pub throttle: Throttle,
     pub cookie_secure: bool,
-    pub public_url: Option<String>,
+    pub public_url: String,
     /// Test hooks; unarmed in production.
     pub pauses: Arc<PausePoints>,
 }

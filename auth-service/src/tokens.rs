@@ -47,14 +47,14 @@ pub struct TokenIssuer {
 }
 
 impl TokenIssuer {
-    /// A new access + refresh pair. `fresh` only straight after a password check; `family` is the
+    /// A new access + refresh pair. `fresh` only straight after a password check; `session` is the
     /// login the pair descends from (a new one per login, kept across refreshes); `csrf` is the
     /// double-submit value of a cookie session, bound into both tokens.
     pub fn issue_pair(
         &self,
         subject: &Subject<'_>,
         fresh: bool,
-        family: &str,
+        session: &str,
         csrf: Option<String>,
     ) -> Result<IssuedPair, AuthError> {
         let now = shared::now_unix();
@@ -62,7 +62,7 @@ impl TokenIssuer {
             subject,
             TokenType::Access,
             fresh,
-            family,
+            session,
             now,
             self.access_ttl,
         );
@@ -70,7 +70,7 @@ impl TokenIssuer {
             subject,
             TokenType::Refresh,
             false,
-            family,
+            session,
             now,
             self.refresh_ttl,
         );
@@ -89,12 +89,38 @@ impl TokenIssuer {
         })
     }
 
+    /// A service token (client credentials): `sub` and `client_id` are the client, `scope` what
+    /// it was granted; no roles, no session, never fresh, no refresh token.
+    pub fn issue_service(
+        &self,
+        client_id: &str,
+        scope: &str,
+    ) -> Result<(String, Claims), AuthError> {
+        let subject = Subject {
+            id: client_id,
+            username: "",
+            roles: &[],
+        };
+        let mut claims = self.claims(
+            &subject,
+            TokenType::Access,
+            false,
+            "",
+            shared::now_unix(),
+            self.access_ttl,
+        );
+        claims.sid = None;
+        claims.scope = Some(scope.to_owned());
+        claims.client_id = Some(client_id.to_owned());
+        Ok((self.sign(&claims)?, claims))
+    }
+
     fn claims(
         &self,
         subject: &Subject<'_>,
         token_type: TokenType,
         fresh: bool,
-        family: &str,
+        session: &str,
         now: i64,
         ttl: u64,
     ) -> Claims {
@@ -110,8 +136,10 @@ impl TokenIssuer {
             fresh,
             roles: subject.roles.to_vec(),
             username: subject.username.to_owned(),
-            fam: Some(family.to_owned()),
+            sid: Some(session.to_owned()),
             csrf: None,
+            scope: None,
+            client_id: None,
         }
     }
 

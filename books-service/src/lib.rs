@@ -2,6 +2,7 @@
 //! JWKS, revocations from a local copy fed by Redis or by auth-service's revocation feed: no call
 //! to auth-service per request.
 
+pub mod access;
 pub mod config;
 pub mod domain;
 pub mod error;

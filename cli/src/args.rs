@@ -26,6 +26,15 @@ Commands:
                         delete (admin, and a password login: a refreshed session is not enough)
   admin roles USER_ID ROLE...
                         set a user's roles: user, editor, admin (admin, password login)
+  admin clients create NAME SCOPE...
+                        a service account for another service (client credentials); scopes:
+                        books:read, books:write, introspect, revocations:read. Prints its
+                        client_id and secret, shown only this once (admin, password login)
+  admin clients list    the service accounts (admin)
+  admin clients rotate CLIENT_ID
+                        a new secret, shown once; the old one and its tokens end at once
+  admin clients rm CLIENT_ID
+                        delete a service account; every token it holds ends at once
 
 Options:
   --url URL   the platform's gateway; default $AUTHBOOKS_URL, else the URL of the stored
@@ -92,6 +101,17 @@ pub enum Command {
     AdminRoles {
         user_id: String,
         roles: Vec<Role>,
+    },
+    ClientsCreate {
+        name: String,
+        scopes: Vec<String>,
+    },
+    ClientsList,
+    ClientsRotate {
+        id: String,
+    },
+    ClientsRm {
+        id: String,
     },
 }
 
@@ -266,11 +286,47 @@ pub fn parse(args: Vec<String>) -> Result<Cli, UsageError> {
                     .collect::<Result<_, _>>()?,
             }
         }
+        ["admin", "clients", "create", name, scopes @ ..] if !scopes.is_empty() => {
+            words.allow("admin clients create", &[], &[])?;
+            for scope in scopes {
+                if shared::Scope::parse(scope).is_none() {
+                    return Err(UsageError(format!(
+                        "unknown scope {scope:?}: expected books:read, books:write, introspect \
+                         or revocations:read"
+                    )));
+                }
+            }
+            Command::ClientsCreate {
+                name: (*name).to_owned(),
+                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            }
+        }
+        ["admin", "clients", "list"] => {
+            words.allow("admin clients list", &[], &[])?;
+            Command::ClientsList
+        }
+        ["admin", "clients", "rotate", id] => {
+            words.allow("admin clients rotate", &[], &[])?;
+            Command::ClientsRotate {
+                id: (*id).to_owned(),
+            }
+        }
+        ["admin", "clients", "rm", id] => {
+            words.allow("admin clients rm", &[], &[])?;
+            Command::ClientsRm {
+                id: (*id).to_owned(),
+            }
+        }
         ["books", ..] => return Err(UsageError(
             "expected `books list`, `books get ID`, `books add`, `books edit ID` or `books rm ID`"
                 .into(),
         )),
-        ["admin", ..] => return Err(UsageError("expected `admin roles USER_ID ROLE...`".into())),
+        ["admin", ..] => {
+            return Err(UsageError(
+                "expected `admin roles USER_ID ROLE...` or `admin clients create NAME SCOPE...|list|rotate ID|rm ID`"
+                    .into(),
+            ))
+        }
         [other, ..] => return Err(UsageError(format!("unknown command {other:?}"))),
         [] => Command::Help,
     };

@@ -338,6 +338,40 @@ async fn authenticated(client: &Client, command: Command, json: bool) -> Result<
                 );
             }
         }
+        Command::ClientsCreate { name, scopes } => {
+            let created = client.create_client(&name, &scopes).await?;
+            if json {
+                output::json(&created);
+            } else {
+                output::service_client(&created);
+                println!("Keep the secret now: it is not shown again.");
+            }
+        }
+        Command::ClientsList => {
+            let clients = client.clients().await?;
+            if json {
+                output::json(&clients);
+            } else {
+                output::service_clients(&clients);
+            }
+        }
+        Command::ClientsRotate { id } => {
+            let rotated = client.rotate_client_secret(&id).await?;
+            if json {
+                output::json(&rotated);
+            } else {
+                output::service_client(&rotated);
+                println!("The old secret and every token issued with it no longer work.");
+            }
+        }
+        Command::ClientsRm { id } => {
+            client.delete_client(&id).await?;
+            if json {
+                output::json(&serde_json::json!({ "deleted": id }));
+            } else {
+                println!("Deleted; every token the client held is refused.");
+            }
+        }
         // Dispatched in `run` before a session is loaded.
         Command::Help
         | Command::Login { .. }

@@ -1,7 +1,7 @@
 //! What the commands print: JSON for scripts (`--json`), tables and short lines for people.
 
 use serde::Serialize;
-use shared::client::{Book, User};
+use shared::client::{Book, ServiceClient, User};
 
 /// Prints `value` as one line of JSON.
 pub fn json(value: &impl Serialize) {
@@ -27,6 +27,31 @@ pub fn user(user: &User) {
     println!("  roles:   {}", roles.join(", "));
     if let Some(created_at) = &user.created_at {
         println!("  created: {}", clean(created_at));
+    }
+}
+
+pub fn service_client(client: &ServiceClient) {
+    println!("{}", clean(&client.name));
+    println!("  client_id:     {}", clean(&client.client_id));
+    if let Some(secret) = &client.client_secret {
+        println!("  client_secret: {}", clean(secret));
+    }
+    println!("  scopes:        {}", clean(&client.scopes.join(" ")));
+    println!("  created:       {}", clean(&client.created_at));
+}
+
+pub fn service_clients(clients: &[ServiceClient]) {
+    if clients.is_empty() {
+        println!("No service accounts.");
+        return;
+    }
+    for client in clients {
+        println!(
+            "{}  {}  {}",
+            clean(&client.client_id),
+            cell(&client.name),
+            clean(&client.scopes.join(" "))
+        );
     }
 }
 

@@ -313,3 +313,63 @@ fn usage_help_and_no_server_have_their_exit_codes() {
         "not a URL"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_clients_create_list_rotate_and_rm_service_accounts() {
+    let stack = start(&[]).await;
+    let admin = User::new(Some(&stack.url));
+    assert_success(
+        &admin.run(&["login", "admin"], &format!("{}\n", stack.admin_password)),
+        &["login"],
+    );
+    let token = |id: &str, secret: &str| {
+        let (url, id, secret) = (stack.url.clone(), id.to_owned(), secret.to_owned());
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/oauth/token"))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .expect("request")
+                .status()
+        }
+    };
+
+    let created = admin.json(&["admin", "clients", "create", "reports", "books:read"]);
+    let id = created["client_id"].as_str().expect("client_id").to_owned();
+    let secret = created["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    assert_eq!(created["scopes"], serde_json::json!(["books:read"]));
+    // Through the stack's gateway, as another service would.
+    assert_eq!(token(&id, &secret).await, reqwest::StatusCode::OK);
+
+    let listed = admin.json(&["admin", "clients", "list"]);
+    assert_eq!(listed[0]["client_id"], id.as_str());
+    assert!(listed[0].get("client_secret").is_none());
+    let table = admin.run(&["admin", "clients", "list"], "");
+    assert!(String::from_utf8_lossy(&table.stdout).contains("reports"));
+
+    let rotated = admin.json(&["admin", "clients", "rotate", &id]);
+    let new_secret = rotated["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    assert_eq!(token(&id, &secret).await, reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(token(&id, &new_secret).await, reqwest::StatusCode::OK);
+
+    assert_eq!(
+        admin.json(&["admin", "clients", "rm", &id])["deleted"],
+        id.as_str()
+    );
+    assert_eq!(
+        token(&id, &new_secret).await,
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    let missing = admin.fails(&["admin", "clients", "rm", &id], 4);
+    assert_eq!(missing["error"], "not_found");
+    let usage = admin.run(&["admin", "clients", "create", "x", "root"], "");
+    assert_eq!(usage.status.code(), Some(2));
+}

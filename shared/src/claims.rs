@@ -29,6 +29,42 @@ impl Role {
     }
 }
 
+/// A scope a service account (client credentials) can be granted; what each allows is in
+/// docs/api.md. User tokens carry roles instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Scope {
+    #[serde(rename = "books:read")]
+    BooksRead,
+    #[serde(rename = "books:write")]
+    BooksWrite,
+    #[serde(rename = "introspect")]
+    Introspect,
+    #[serde(rename = "revocations:read")]
+    RevocationsRead,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [
+        Scope::BooksRead,
+        Scope::BooksWrite,
+        Scope::Introspect,
+        Scope::RevocationsRead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::BooksRead => "books:read",
+            Scope::BooksWrite => "books:write",
+            Scope::Introspect => "introspect",
+            Scope::RevocationsRead => "revocations:read",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == value)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenType {
@@ -52,10 +88,18 @@ pub struct Claims {
     pub token_type: TokenType,
     pub fresh: bool,
     pub roles: Vec<Role>,
+    /// The user's name; empty (and not sent) for a service token.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub username: String,
-    /// The refresh-token family (one per login) this token descends from.
+    /// The session (one per login) this token descends from; none for a service token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fam: Option<String>,
+    pub sid: Option<String>,
+    /// Service tokens only: the granted scopes, space-separated (RFC 6749 §3.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Service tokens only: the client the token was issued to (RFC 9068), equal to `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     /// Double-submit CSRF value, bound into tokens issued for cookie mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csrf: Option<String>,
@@ -64,6 +108,13 @@ pub struct Claims {
 impl Claims {
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
+    }
+
+    /// Whether the space-separated `scope` claim grants `scope`.
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scope
+            .as_deref()
+            .is_some_and(|granted| granted.split(' ').any(|s| s == scope.as_str()))
     }
 
     /// When the token was issued, in milliseconds. Our issuer uses UUIDv7 `jti`s, whose timestamp
@@ -106,6 +157,20 @@ impl AccessClaims {
         } else {
             Err(TokenError::InsufficientRole)
         }
+    }
+
+    /// Passes for a service token granted `scope` (RFC 6749 §3.3); a user token has no scopes.
+    pub fn require_scope(&self, scope: Scope) -> Result<(), TokenError> {
+        if self.0.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(TokenError::InsufficientRole)
+        }
+    }
+
+    /// Whether this is a service token (client credentials) rather than a user's.
+    pub fn is_service(&self) -> bool {
+        self.0.client_id.is_some()
     }
 
     pub fn require_role(&self, role: Role) -> Result<(), TokenError> {
@@ -163,8 +228,10 @@ mod tests {
             fresh,
             roles,
             username: "u".into(),
-            fam: None,
+            sid: None,
             csrf: None,
+            scope: None,
+            client_id: None,
         })
     }
 

@@ -46,7 +46,7 @@ use crate::error::ErrorBody;
 pub use books::Books;
 pub use error::{Error, SessionEnd};
 use types::TokenPair;
-pub use types::{Book, BookInput, BookPage, BookQuery, Session, User};
+pub use types::{Book, BookInput, BookPage, BookQuery, ServiceClient, Session, User};
 
 /// A client of the platform; cheap to clone, and clones share the session.
 #[derive(Clone)]
@@ -195,6 +195,39 @@ impl Client {
         let url = self.url(&["auth", "users", segment(user_id, "user")?, "roles"]);
         let call = Call::new(Method::PUT, url).json(&serde_json::json!({ "roles": roles }))?;
         json(self.authed(call).await?).await
+    }
+
+    /// `POST /auth/clients`: a service account with these scopes (admin, fresh login); the
+    /// answer carries its secret, shown this once.
+    pub async fn create_client(
+        &self,
+        name: &str,
+        scopes: &[String],
+    ) -> Result<ServiceClient, Error> {
+        let url = self.url(&["auth", "clients"]);
+        let body = serde_json::json!({ "name": name, "scopes": scopes });
+        let call = Call::new(Method::POST, url).json(&body)?;
+        json(self.authed(call).await?).await
+    }
+
+    /// `GET /auth/clients` (admin).
+    pub async fn clients(&self) -> Result<Vec<ServiceClient>, Error> {
+        let call = Call::new(Method::GET, self.url(&["auth", "clients"]));
+        let list: types::ServiceClientList = json(self.authed(call).await?).await?;
+        Ok(list.items)
+    }
+
+    /// `DELETE /auth/clients/{id}`: the client and every token it holds end (admin, fresh).
+    pub async fn delete_client(&self, id: &str) -> Result<(), Error> {
+        let url = self.url(&["auth", "clients", segment(id, "client")?]);
+        self.authed(Call::new(Method::DELETE, url)).await.map(drop)
+    }
+
+    /// `POST /auth/clients/{id}/secret`: a new secret (shown once); the old one and every token
+    /// issued with it end (admin, fresh).
+    pub async fn rotate_client_secret(&self, id: &str) -> Result<ServiceClient, Error> {
+        let url = self.url(&["auth", "clients", segment(id, "client")?, "secret"]);
+        json(self.authed(Call::new(Method::POST, url)).await?).await
     }
 
     /// The books API.

@@ -18,6 +18,26 @@ pub fn invalid(var: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// auth-service's own address when nothing says otherwise (API.md's default).
+pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8081";
+
+/// An issuer identifier as RFC 8414 §2 wants it: http(s), a host, no query or fragment; the
+/// trailing slash is dropped so that `iss` and the discovery documents agree byte for byte.
+fn http_url(var: &'static str, raw: &str) -> Result<String, ConfigError> {
+    let rest = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+        .ok_or_else(|| invalid(var, "expected an http(s):// URL"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || raw.contains(['?', '#']) || raw.contains(char::is_whitespace) {
+        return Err(invalid(
+            var,
+            "expected an http(s) URL with a host and no query or fragment",
+        ));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
 /// A snapshot of variables; tests build one from a map instead of touching the process.
 pub struct Env {
     vars: HashMap<String, String>,
@@ -74,10 +94,22 @@ impl Env {
     /// (seconds of clock skew on `exp`/`nbf`), read the same way by every service.
     pub fn verifier_config(&self) -> Result<crate::VerifierConfig, ConfigError> {
         Ok(crate::VerifierConfig {
-            issuer: self.string("JWT_ISSUER", "authbooks"),
+            issuer: match self.get("JWT_ISSUER") {
+                Some(issuer) => http_url("JWT_ISSUER", issuer)?,
+                None => self.public_url()?,
+            },
             audience: self.string("JWT_AUDIENCE", "authbooks-api"),
             leeway: self.seconds("JWT_LEEWAY", 30, 0)?,
         })
+    }
+
+    /// `AUTH_PUBLIC_URL`: auth-service's base URL as clients reach it, without a trailing slash.
+    /// It is the default issuer, so verifiers read it as well.
+    pub fn public_url(&self) -> Result<String, ConfigError> {
+        http_url(
+            "AUTH_PUBLIC_URL",
+            self.get("AUTH_PUBLIC_URL").unwrap_or(DEFAULT_PUBLIC_URL),
+        )
     }
 
     /// `HTTP_WORKERS`: worker threads, one per core when unset.

@@ -58,7 +58,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod verifier;
 
-pub use claims::{AccessClaims, Claims, RefreshClaims, Role, TokenType};
+pub use claims::{AccessClaims, Claims, RefreshClaims, Role, Scope, TokenType};
 pub use error::{ErrorBody, ErrorCode, TokenError};
 #[cfg(feature = "actix")]
 pub use extract::{AuthContext, MaybeAccessClaims, TokenSource};

@@ -127,6 +127,19 @@ impl utoipa::Modify for TokenSchemes {
             ))),
         );
         if self.refresh {
+            components.add_security_scheme(
+                "client_basic",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Basic)
+                        .description(Some(
+                            "`client_secret_basic` (RFC 6749 §2.3.1); the form fields \
+                             `client_id` and `client_secret` work too"
+                                .to_owned(),
+                        ))
+                        .build(),
+                ),
+            );
             components.add_security_scheme("refresh_token", bearer("refresh"));
             components.add_security_scheme(
                 "refresh_cookie",

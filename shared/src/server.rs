@@ -32,6 +32,19 @@ where
 {
     let listener = TcpListener::bind(listen_addr)
         .map_err(|e| format!("LISTEN_ADDR: cannot bind {listen_addr}: {e}"))?;
+    serve_on(service, listener, workers, configure)
+}
+
+/// [`bind`] on a listener the caller already holds (to know its port before serving).
+pub fn serve_on<F>(
+    service: &'static str,
+    listener: TcpListener,
+    workers: Option<usize>,
+    configure: F,
+) -> Result<Bound, String>
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let mut server = HttpServer::new(move || {
         App::new()

@@ -366,10 +366,27 @@ fn time_claims_must_be_integers() {
     }
 }
 
+/// A service token (client credentials) has no `username`, `sid` or refresh token: those are
+/// optional, and a token without them is a service's, judged by its scopes.
+#[test]
+fn username_and_session_are_optional() {
+    let token = access_token_with(|c| {
+        let claims = c.as_object_mut().unwrap();
+        claims.remove("username");
+        claims.remove("sid");
+        claims.insert("scope".into(), "books:read".into());
+        claims.insert("client_id".into(), "42".into());
+    });
+    let claims = verifier().verify_access(&token).unwrap();
+    assert!(claims.is_service());
+    assert!(claims.has_scope(shared::Scope::BooksRead));
+    assert!(!claims.has_scope(shared::Scope::BooksWrite));
+}
+
 #[test]
 fn every_claim_is_required() {
     let required = [
-        "iss", "aud", "sub", "jti", "iat", "nbf", "exp", "type", "fresh", "roles", "username",
+        "iss", "aud", "sub", "jti", "iat", "nbf", "exp", "type", "fresh", "roles",
     ];
     for claim in required {
         let token = access_token_with(|c| {

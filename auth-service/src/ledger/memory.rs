@@ -9,6 +9,8 @@ use futures_util::future::{self, BoxFuture, FutureExt};
 use shared::revocation::{MemoryRevocations, StoreUnavailable};
 use shared::{now_unix, RevocationEntry, UserCutoff};
 
+use crate::feed::MemoryFeed;
+
 use super::{Lifetimes, Remembered, Rotation, RotationRequest, SessionLedger};
 
 #[derive(Default)]
@@ -53,17 +55,32 @@ impl Book {
 
 pub struct MemoryLedger {
     revocations: Arc<MemoryRevocations>,
+    feed: Arc<MemoryFeed>,
     lifetimes: Lifetimes,
     book: Mutex<Book>,
 }
 
 impl MemoryLedger {
-    pub fn new(revocations: Arc<MemoryRevocations>, lifetimes: Lifetimes) -> Self {
+    pub fn new(
+        revocations: Arc<MemoryRevocations>,
+        feed: Arc<MemoryFeed>,
+        lifetimes: Lifetimes,
+    ) -> Self {
         Self {
             revocations,
+            feed,
             lifetimes,
             book: Mutex::new(Book::default()),
         }
+    }
+
+    /// Stores an entry for this process's verifiers and appends it to the feed; called under
+    /// the book's lock, so the two never disagree on order.
+    fn apply(&self, entry: RevocationEntry, now: i64) {
+        if let Some(published) = self.lifetimes.published(&entry, now) {
+            self.feed.append(&published);
+        }
+        self.revocations.apply(entry);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
@@ -106,9 +123,8 @@ impl MemoryLedger {
             return Ok(Rotation::Replay(pair));
         }
         book.answers.remove(&presented.jti);
-        if let Some(fam) = &presented.fam {
-            self.revocations
-                .apply(self.lifetimes.session_entry(fam, now));
+        if let Some(sid) = &presented.sid {
+            self.apply(self.lifetimes.session_entry(sid, now), now);
         }
         Ok(Rotation::Reused)
     }
@@ -116,9 +132,10 @@ impl MemoryLedger {
 
 impl SessionLedger for MemoryLedger {
     fn revoke(&self, entries: Vec<RevocationEntry>) -> BoxFuture<'_, Result<(), StoreUnavailable>> {
+        let now = now_unix();
         let _book = self.lock();
-        for entry in entries {
-            self.revocations.apply(entry);
+        for entry in entries.into_iter().filter(|entry| entry.is_live(now)) {
+            self.apply(entry, now);
         }
         future::ready(Ok(())).boxed()
     }
@@ -136,10 +153,13 @@ impl SessionLedger for MemoryLedger {
         user.generation += 1;
         user.cut_ms = user.cut_ms.max(before_ms);
         let cutoff = UserCutoff::new(before_ms, except_jti.map(str::to_owned));
-        self.revocations.apply(RevocationEntry {
-            target: cutoff.into_revocation(sub.to_owned()),
-            expires_at: self.lifetimes.cutoff_expiry(before_ms),
-        });
+        self.apply(
+            RevocationEntry {
+                target: cutoff.into_revocation(sub.to_owned()),
+                expires_at: self.lifetimes.cutoff_expiry(before_ms),
+            },
+            now,
+        );
         book.sweep_now_and_then(now);
         future::ready(Ok(())).boxed()
     }
@@ -169,6 +189,12 @@ impl SessionLedger for MemoryLedger {
             user.issued_ms = user.issued_ms.max(issued_ms);
         }
         future::ready(Ok(current)).boxed()
+    }
+
+    fn is_spent<'a>(&'a self, jti: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
+        let now = now_unix();
+        let spent = self.lock().spent.get(jti).is_some_and(|exp| *exp > now);
+        future::ready(Ok(spent)).boxed()
     }
 
     fn rotate<'a>(

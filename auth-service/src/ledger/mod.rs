@@ -22,7 +22,7 @@ mod redis;
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use shared::revocation::StoreUnavailable;
+use shared::revocation::{Published, StoreUnavailable};
 use shared::{entry_expiry, Claims, Revocation, RevocationEntry};
 
 use crate::tokens::TokenPair;
@@ -58,6 +58,7 @@ pub struct RotationRequest<'a> {
 /// How long things live, from the service's settings; the one place expiry rules are applied.
 #[derive(Clone, Copy, Debug)]
 pub struct Lifetimes {
+    pub access_ttl: u64,
     pub refresh_ttl: u64,
     pub leeway: u64,
     /// How long a rotated refresh token may be replayed for the same answer (0: never).
@@ -77,10 +78,10 @@ impl Lifetimes {
 
     /// An entry for a whole session lives until the newest token it could match has expired:
     /// one refresh lifetime from now (no token of a revoked session is ever minted again).
-    pub fn session_entry(&self, fam: &str, now: i64) -> RevocationEntry {
+    pub fn session_entry(&self, sid: &str, now: i64) -> RevocationEntry {
         RevocationEntry {
-            target: Revocation::Family {
-                fam: fam.to_owned(),
+            target: Revocation::Session {
+                sid: sid.to_owned(),
             },
             expires_at: self.session_expiry(now),
         }
@@ -94,6 +95,43 @@ impl Lifetimes {
 
     fn session_expiry(&self, now: i64) -> i64 {
         entry_expiry(now + self.refresh_ttl as i64, self.leeway)
+    }
+
+    /// What the revocation feed publishes for an entry: verifiers only see access tokens, so
+    /// an entry lives there as long as an access token it matches could. (A token entry is
+    /// published with its own expiry; a refresh token's is harmless to a verifier and usually
+    /// too long-lived to pass the horizon check.)
+    pub fn published(&self, entry: &RevocationEntry, now: i64) -> Option<Published> {
+        let horizon =
+            |issued_until: i64| entry_expiry(issued_until + self.access_ttl as i64, self.leeway);
+        match &entry.target {
+            Revocation::Token { jti } => {
+                (entry.expires_at <= horizon(now)).then(|| Published::Token {
+                    jti: jti.clone(),
+                    expires_at: entry.expires_at,
+                })
+            }
+            Revocation::Session { sid } => Some(Published::Session {
+                sid: sid.clone(),
+                expires_at: horizon(now),
+            }),
+            Revocation::UserBefore {
+                sub,
+                before_ms,
+                except_jti,
+                ..
+            } => Some(Published::User {
+                sub: sub.clone(),
+                before: *before_ms as f64 / 1000.0,
+                except_jti: except_jti.clone(),
+                expires_at: horizon(before_ms.div_euclid(1000) + 1),
+            }),
+        }
+    }
+
+    /// Seconds a published cut-off lives past the second after its `before` (for the script).
+    pub fn published_cutoff_span(&self) -> i64 {
+        entry_expiry(self.access_ttl as i64, self.leeway) + 1
     }
 
     /// How long a user's bookkeeping (generation, latest issue) must be kept after a write.
@@ -128,6 +166,9 @@ pub trait SessionLedger: Send + Sync + 'static {
         generation: u64,
         issued_ms: i64,
     ) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
+
+    /// Whether refresh token `jti` was already rotated (so presenting it again is reuse).
+    fn is_spent<'a>(&'a self, jti: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
 
     /// Spends a refresh token and decides what the caller gets, in one atomic step.
     fn rotate<'a>(

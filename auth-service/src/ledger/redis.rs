@@ -10,9 +10,11 @@ use super::{Lifetimes, Remembered, Rotation, RotationRequest, SessionLedger};
 
 /// Merges a new cut-off into the user's entry (the rule of `shared::UserCutoff::merge`, which
 /// the unit tests there check exhaustively), raised to the latest recorded issue, bumps the
-/// user's generation and publishes the merged entry for the replicas.
-/// KEYS: user entry, user ledger. ARGV: sub, before_ms, except_jti or "", the entry's life past
-/// the second of its (raised) `before_ms` (`Lifetimes::cutoff_expiry`), channel, ledger TTL.
+/// user's generation, publishes the merged entry for the replicas and appends this one cut-off
+/// (as raised, not merged: readers merge) to the revocation feed.
+/// KEYS: user entry, user ledger, feed stream. ARGV: sub, before_ms, except_jti or "", the
+/// entry's life past the second of its (raised) `before_ms` (`Lifetimes::cutoff_expiry`),
+/// channel, ledger TTL, the published entry's life past that second, the feed's trim id.
 const CUT_OFF: &str = r#"
 local function norm(s, b, e)
   if e == '' then b = math.max(b, s) end
@@ -58,6 +60,12 @@ local cut = tonumber(redis.call('HGET', KEYS[2], 'cut') or '0')
 if before > cut then redis.call('HSET', KEYS[2], 'cut', string.format('%.0f', before)) end
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('PUBLISH', ARGV[5], json)
+local published = '{"kind":"user","sub":' .. cjson.encode(ARGV[1]) ..
+  ',"before":' .. string.format('%.3f', before / 1000)
+if ARGV[3] ~= '' then published = published .. ',"except_jti":' .. cjson.encode(ARGV[3]) end
+published = published .. ',"expires_at":' ..
+  string.format('%.0f', math.floor(before / 1000) + tonumber(ARGV[7])) .. '}'
+redis.call('XADD', KEYS[3], 'MINID', '~', ARGV[8], '*', 'r', published)
 return json
 "#;
 
@@ -76,9 +84,10 @@ return 1
 "#;
 
 /// Checks, spends and remembers a refresh token in one step.
-/// KEYS: spent marker, grace answer, token entry, session entry, user entry, user ledger.
+/// KEYS: spent marker, grace answer, token entry, session entry, user entry, user ledger, feed.
 /// ARGV: jti, its issued_ms, marker expires_at, client, remembered answer, grace ms,
-/// new issued_ms, session entry JSON, session entry expires_at, channel, ledger TTL.
+/// new issued_ms, session entry JSON, session entry expires_at, channel, ledger TTL, the
+/// session entry as published, the feed's trim id.
 const ROTATE: &str = r#"
 if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then
   return {'revoked'}
@@ -111,6 +120,7 @@ redis.call('DEL', KEYS[2])
 if ARGV[8] ~= '' then
   redis.call('SET', KEYS[4], ARGV[8], 'EXAT', ARGV[9])
   redis.call('PUBLISH', ARGV[10], ARGV[8])
+  redis.call('XADD', KEYS[7], 'MINID', '~', ARGV[13], '*', 'r', ARGV[12])
 end
 return {'reused'}
 "#;
@@ -118,6 +128,8 @@ return {'reused'}
 pub struct RedisLedger {
     connection: ConnectionManager,
     keys: RevocationKeys,
+    /// The revocation feed's stream.
+    feed: String,
     lifetimes: Lifetimes,
     cut_off: redis::Script,
     record_issue: redis::Script,
@@ -134,11 +146,20 @@ impl RedisLedger {
         Ok(Self {
             connection,
             keys: RevocationKeys::new(prefix),
+            feed: crate::feed::stream_key(prefix),
             lifetimes,
             cut_off: redis::Script::new(CUT_OFF),
             record_issue: redis::Script::new(RECORD_ISSUE),
             rotate: redis::Script::new(ROTATE),
         })
+    }
+
+    /// Feed entries older than this are expired: every one lives at most an access-token
+    /// lifetime (plus leeway) past the moment it was made.
+    fn feed_trim_id(&self) -> String {
+        let span_ms = (self.lifetimes.published_cutoff_span() + 1) * 1000;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        format!("{}-0", (now_ms - span_ms).max(0))
     }
 
     async fn rotate_once(
@@ -147,16 +168,20 @@ impl RedisLedger {
     ) -> Result<Rotation, StoreUnavailable> {
         let presented = request.presented;
         let now = shared::now_unix();
-        let (session_json, session_expires) = match &presented.fam {
-            Some(fam) => {
-                let entry = self.lifetimes.session_entry(fam, now);
+        let (session_json, session_expires, session_published) = match &presented.sid {
+            Some(sid) => {
+                let entry = self.lifetimes.session_entry(sid, now);
                 let json = serde_json::to_string(&entry)
                     .map_err(|e| StoreUnavailable::Other(e.to_string()))?;
-                (json, entry.expires_at)
+                let published = match self.lifetimes.published(&entry, now) {
+                    Some(published) => encode(&published)?,
+                    None => String::new(),
+                };
+                (json, entry.expires_at, published)
             }
-            None => (String::new(), 0),
+            None => (String::new(), 0, String::new()),
         };
-        let fam = presented.fam.as_deref().unwrap_or_default();
+        let sid = presented.sid.as_deref().unwrap_or_default();
         let answer = Remembered::encode(request.client, request.pair)?;
         let mut connection = self.connection.clone();
         let reply: Vec<String> = self
@@ -164,9 +189,10 @@ impl RedisLedger {
             .key(self.keys.spent(&presented.jti))
             .key(self.keys.rotation(&presented.jti))
             .key(self.keys.token(&presented.jti))
-            .key(self.keys.family(fam))
+            .key(self.keys.session(sid))
             .key(self.keys.user(&presented.sub))
             .key(self.keys.user_ledger(&presented.sub))
+            .key(&self.feed)
             .arg(&presented.jti)
             .arg(presented.issued_at_ms())
             .arg(shared::entry_expiry(presented.exp, self.lifetimes.leeway))
@@ -178,6 +204,8 @@ impl RedisLedger {
             .arg(session_expires)
             .arg(self.keys.channel())
             .arg(self.lifetimes.ledger_ttl_secs())
+            .arg(session_published)
+            .arg(self.feed_trim_id())
             .invoke_async(&mut connection)
             .await?;
         match reply.first().map(String::as_str) {
@@ -193,6 +221,10 @@ impl RedisLedger {
             ))),
         }
     }
+}
+
+fn encode(published: &shared::revocation::Published) -> Result<String, StoreUnavailable> {
+    serde_json::to_string(published).map_err(|e| StoreUnavailable::Other(e.to_string()))
 }
 
 impl SessionLedger for RedisLedger {
@@ -215,6 +247,17 @@ impl SessionLedger for RedisLedger {
                     .arg(self.keys.channel())
                     .arg(&json)
                     .ignore();
+                if let Some(published) = self.lifetimes.published(entry, now) {
+                    pipe.cmd("XADD")
+                        .arg(&self.feed)
+                        .arg("MINID")
+                        .arg("~")
+                        .arg(self.feed_trim_id())
+                        .arg("*")
+                        .arg(crate::feed::FIELD)
+                        .arg(encode(&published)?)
+                        .ignore();
+                }
             }
             let mut connection = self.connection.clone();
             pipe.query_async::<()>(&mut connection).await?;
@@ -235,12 +278,15 @@ impl SessionLedger for RedisLedger {
                 .cut_off
                 .key(self.keys.user(sub))
                 .key(self.keys.user_ledger(sub))
+                .key(&self.feed)
                 .arg(sub)
                 .arg(before_ms)
                 .arg(except_jti.unwrap_or_default())
                 .arg(self.lifetimes.cutoff_expiry(0))
                 .arg(self.keys.channel())
                 .arg(self.lifetimes.ledger_ttl_secs())
+                .arg(self.lifetimes.published_cutoff_span())
+                .arg(self.feed_trim_id())
                 .invoke_async(&mut connection)
                 .await?;
             Ok(())
@@ -278,6 +324,18 @@ impl SessionLedger for RedisLedger {
                 .invoke_async(&mut connection)
                 .await?;
             Ok(recorded == 1)
+        }
+        .boxed()
+    }
+
+    fn is_spent<'a>(&'a self, jti: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
+        async move {
+            let mut connection = self.connection.clone();
+            let spent: bool = redis::cmd("EXISTS")
+                .arg(self.keys.spent(jti))
+                .query_async(&mut connection)
+                .await?;
+            Ok(spent)
         }
         .boxed()
     }

@@ -63,11 +63,14 @@ impl UserBody {
             id: user.id.clone(),
             username: user.username.clone(),
             roles: user.roles.clone(),
-            created_at: with_created_at.then(|| {
-                chrono::DateTime::from_timestamp_millis(user.created_at)
-                    .unwrap_or_default()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            }),
+            created_at: with_created_at.then(|| rfc3339(user.created_at)),
         }
     }
+}
+
+/// A stored millisecond timestamp as the API shows it (RFC 3339, UTC, milliseconds).
+pub fn rfc3339(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

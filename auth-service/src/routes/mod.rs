@@ -1,12 +1,15 @@
 //! HTTP only: each module parses requests, checks the caller and calls a use case
-//! (`login`, `sessions`, the stores); none imports `startup`.
+//! (`login`, `sessions`, `clients`, `oauth`, the stores); none imports `startup`.
 
 pub mod account;
 pub mod auth;
+pub mod clients;
 pub mod cookies;
 pub mod dto;
 pub mod health;
+pub mod oauth;
 pub mod openapi;
+pub mod revocations;
 pub mod session;
 pub mod well_known;
 

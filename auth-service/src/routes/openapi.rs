@@ -17,7 +17,7 @@
 use shared::openapi::ISSUER_SCHEMES;
 use utoipa::OpenApi;
 
-use crate::routes::{account, auth, health, session, well_known};
+use crate::routes::{account, auth, clients, health, oauth, revocations, session, well_known};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,18 +39,31 @@ use crate::routes::{account, auth, health, session, well_known};
         account::set_roles,
         session::create_session,
         session::end_session,
+        clients::create_client,
+        clients::list_clients,
+        clients::delete_client,
+        clients::rotate_secret,
+        oauth::token,
+        oauth::revoke,
+        oauth::introspect,
+        revocations::snapshot,
+        revocations::follow,
         well_known::jwks,
         well_known::openid_configuration,
+        well_known::authorization_server,
         shared::server::healthz,
         health::readyz,
         shared::server::metrics,
         openapi_json,
     ),
-    components(schemas(shared::openapi::ErrorBodySchema, shared::openapi::RoleSchema, auth::LogoutBody)),
+    components(schemas(shared::openapi::ErrorBodySchema, shared::openapi::RoleSchema, auth::LogoutBody, oauth::OAuthErrorBody)),
     modifiers(&ISSUER_SCHEMES),
     tags(
         (name = "auth", description = "Accounts and bearer tokens"),
         (name = "session", description = "Cookie sessions (double-submit CSRF)"),
+        (name = "clients", description = "Service accounts (admin)"),
+        (name = "oauth", description = "OAuth 2.0 endpoints for other services (form-encoded, RFC 6749 errors)"),
+        (name = "revocations", description = "The revocation feed for verifiers that cannot reach Redis"),
         (name = "discovery", description = "Keys and metadata for verifiers"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )

@@ -134,7 +134,7 @@ async fn login_issues_a_fresh_access_token_and_a_refresh_token(backend: Backend)
     assert_eq!(access["fresh"], true);
     assert_eq!(access["roles"], json!(["user"]));
     assert_eq!(access["username"], "frank");
-    assert_eq!(access["iss"], "authbooks");
+    assert_eq!(access["iss"], "http://127.0.0.1:8081");
     assert_eq!(access["aud"], "authbooks-api");
     assert_eq!(
         access["exp"].as_i64().unwrap() - access["iat"].as_i64().unwrap(),
@@ -143,6 +143,10 @@ async fn login_issues_a_fresh_access_token_and_a_refresh_token(backend: Backend)
     assert_eq!(refresh["type"], "refresh");
     assert_eq!(refresh["sub"], access["sub"]);
     assert_ne!(refresh["jti"], access["jti"]);
+    // One session id per login, in both tokens, under its standard name.
+    assert!(uuid::Uuid::parse_str(access["sid"].as_str().unwrap()).is_ok());
+    assert_eq!(refresh["sid"], access["sid"]);
+    assert!(access.get("fam").is_none());
     assert_eq!(
         refresh["exp"].as_i64().unwrap() - refresh["iat"].as_i64().unwrap(),
         2_592_000

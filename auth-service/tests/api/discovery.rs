@@ -1,10 +1,10 @@
 //! JWKS, discovery document, health, readiness and metrics.
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{spawn_app, Backend};
+use crate::helpers::{payload, spawn_app, spawn_app_with, Backend};
 
 both_backends!(
     access_tokens_verify_against_the_published_jwks_independently,
@@ -35,26 +35,80 @@ async fn access_tokens_verify_against_the_published_jwks_independently(backend: 
     )
     .unwrap();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_issuer(&["authbooks"]);
+    validation.set_issuer(&["http://127.0.0.1:8081"]);
     validation.set_audience(&["authbooks-api"]);
     let data = jsonwebtoken::decode::<Value>(&tokens.access, &decoding, &validation).unwrap();
     assert_eq!(data.claims["username"], "rupert");
 }
 
 async fn openid_configuration_points_at_the_jwks(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let public = "https://id.example.test/authbooks";
+    let app = spawn_app_with(backend, &[("AUTH_PUBLIC_URL", public)]).await;
+    let tokens = app.signed_up("quentin").await;
 
-    let body: Value = app
+    let openid: Value = app
         .get("/.well-known/openid-configuration")
         .await
         .json()
         .await
         .unwrap();
+    let rfc8414: Value = app
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json()
+        .await
+        .unwrap();
 
-    assert_eq!(body["issuer"], "authbooks");
-    assert_eq!(body["jwks_uri"], app.url("/.well-known/jwks.json"));
-    assert_eq!(body["token_endpoint"], app.url("/auth/login"));
-    assert_eq!(body["revocation_endpoint"], app.url("/auth/logout"));
+    assert_eq!(openid, rfc8414);
+    // The issuer is the public URL, and exactly the `iss` of every token.
+    assert_eq!(rfc8414["issuer"], public);
+    assert_eq!(payload(&tokens.access)["iss"], public);
+    assert_eq!(payload(&tokens.refresh)["iss"], public);
+    for (field, path) in [
+        ("jwks_uri", "/.well-known/jwks.json"),
+        ("token_endpoint", "/oauth/token"),
+        ("revocation_endpoint", "/oauth/revoke"),
+        ("introspection_endpoint", "/oauth/introspect"),
+    ] {
+        assert_eq!(rfc8414[field], format!("{public}{path}"), "{field}");
+        // Each endpoint exists here (the public URL's path prefix is the gateway's business).
+        let method = if field == "jwks_uri" { "GET" } else { "POST" };
+        let response = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(
+        rfc8414["grant_types_supported"],
+        json!(["client_credentials"])
+    );
+    assert_eq!(
+        rfc8414["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post"])
+    );
+    assert_eq!(
+        rfc8414["scopes_supported"],
+        json!([
+            "books:read",
+            "books:write",
+            "introspect",
+            "revocations:read"
+        ])
+    );
+    assert!(rfc8414["response_types_supported"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
+    // Only endpoints that exist: no login or logout under OAuth names.
+    for absent in [
+        "authorization_endpoint",
+        "userinfo_endpoint",
+        "refresh_endpoint",
+    ] {
+        assert!(rfc8414.get(absent).is_none(), "{absent}");
+    }
 }
 
 async fn health_readiness_and_metrics(backend: Backend) {

@@ -103,8 +103,16 @@ impl TestApp {
     /// A second instance on the same database, Redis prefix and keys: a copy of this app's
     /// address book entry with another address.
     pub async fn another_instance(&self) -> TestApp {
-        let (address, pauses) =
-            start(Settings::from_vars(self.vars.clone()).expect("settings")).await;
+        self.another_instance_with(&[]).await
+    }
+
+    /// Another instance on the same database, Redis prefix and keys, with some settings changed.
+    pub async fn another_instance_with(&self, extra: &[(&str, &str)]) -> TestApp {
+        let mut vars = self.vars.clone();
+        for (k, v) in extra {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let (address, pauses) = start(Settings::from_vars(vars).expect("settings")).await;
         TestApp {
             address,
             pauses,

@@ -12,6 +12,7 @@ use crate::helpers::redis_url;
 async fn the_redis_cut_off_script_merges_like_the_rust_rule() {
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
     let lifetimes = Lifetimes {
+        access_ttl: 30,
         refresh_ttl: 60,
         leeway: 1,
         grace: std::time::Duration::ZERO,

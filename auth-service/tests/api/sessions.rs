@@ -142,8 +142,8 @@ async fn refresh_rotates_and_returns_a_non_fresh_access_token(backend: Backend) 
     assert_eq!(access["type"], "access");
     assert_ne!(second.refresh, first.refresh);
     assert_eq!(
-        payload(&second.refresh)["fam"],
-        payload(&first.refresh)["fam"]
+        payload(&second.refresh)["sid"],
+        payload(&first.refresh)["sid"]
     );
     assert_eq!(app.me(&second.access).await.status(), StatusCode::OK);
     // The rotated token chain keeps working.

@@ -5,7 +5,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use shared::{AccessClaims, ErrorBody, ErrorCode, Role};
+use shared::{AccessClaims, ErrorBody, ErrorCode};
+
+use crate::access;
 
 use crate::domain::BookRequest;
 use crate::error::BooksError;
@@ -123,9 +125,9 @@ struct Page {
     next_cursor: Option<String>,
 }
 
-api_errors!(ListErrors: TOKEN + [BadRequest]);
+api_errors!(ListErrors: TOKEN + [BadRequest, InsufficientRole]);
 
-/// List books, oldest first (any authenticated user)
+/// List books, oldest first (any user; a service with `books:read`)
 ///
 /// An unknown query parameter, a `limit` outside 1-100 or a `cursor` this service did not
 /// issue is `bad_request`.
@@ -146,10 +148,10 @@ api_errors!(ListErrors: TOKEN + [BadRequest]);
 )]
 async fn list(
     state: web::Data<AppState>,
-    _claims: AccessClaims,
+    claims: AccessClaims,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, BooksError> {
-    // Any authenticated user reads.
+    access::may_read(&claims)?;
     let query = query.into_inner();
     let limit = match query.limit.as_deref() {
         None => 20,
@@ -188,9 +190,9 @@ fn decode_cursor(raw: &str) -> Result<String, BooksError> {
         .ok_or_else(|| BooksError::BadRequest("cursor is not one this service issued".into()))
 }
 
-api_errors!(GetErrors: TOKEN + [NotFound]);
+api_errors!(GetErrors: TOKEN + [NotFound, InsufficientRole]);
 
-/// One book (any authenticated user)
+/// One book (any user; a service with `books:read`)
 #[utoipa::path(
     get,
     path = "/books/{id}",
@@ -205,10 +207,10 @@ api_errors!(GetErrors: TOKEN + [NotFound]);
 )]
 async fn get(
     state: web::Data<AppState>,
-    _claims: AccessClaims,
+    claims: AccessClaims,
     id: web::Path<String>,
 ) -> Result<HttpResponse, BooksError> {
-    // Any authenticated user reads.
+    access::may_read(&claims)?;
     let row = state.books.get(book_id(&id)?).await?;
     Ok(HttpResponse::Ok()
         .insert_header(etag(row.version))
@@ -217,7 +219,7 @@ async fn get(
 
 api_errors!(CreateErrors: TOKEN + JSON_BODY + [InsufficientRole, CsrfFailed, Conflict]);
 
-/// Add a book (`editor` or `admin`)
+/// Add a book (`editor` or `admin`; a service with `books:write`)
 ///
 /// `title` 1-200 and `author` 1-100 characters after trimming; `isbn` an ISBN-10 or ISBN-13
 /// with a valid check digit, unique; `published_year` not in the future.
@@ -241,7 +243,7 @@ async fn create(
     claims: AccessClaims,
     body: web::Json<BookRequest>,
 ) -> Result<HttpResponse, BooksError> {
-    claims.require_any_role(&[Role::Editor, Role::Admin])?;
+    access::may_write(&claims)?;
     let input = body.into_inner().parse().map_err(BooksError::Validation)?;
     let row = state.books.create(input).await?;
     state.metrics.inc("books_created_total");
@@ -256,7 +258,7 @@ api_errors!(
         + [InsufficientRole, CsrfFailed, NotFound, Conflict, PreconditionFailed]
 );
 
-/// Replace a book entirely (`editor` or `admin`)
+/// Replace a book entirely (`editor` or `admin`; a service with `books:write`)
 ///
 /// With `If-Match`, only while the book is still at that version; of concurrent writers holding
 /// the same ETag exactly one wins.
@@ -284,7 +286,7 @@ async fn replace(
     id: web::Path<String>,
     body: web::Json<BookRequest>,
 ) -> Result<HttpResponse, BooksError> {
-    claims.require_any_role(&[Role::Editor, Role::Admin])?;
+    access::may_write(&claims)?;
     let id = book_id(&id)?;
     let expected = expected_version(&req)?;
     let input = body.into_inner().parse().map_err(BooksError::Validation)?;
@@ -299,7 +301,7 @@ api_errors!(
         + [FreshTokenRequired, InsufficientRole, CsrfFailed, NotFound, PreconditionFailed]
 );
 
-/// Delete a book (`admin` with a fresh token)
+/// Delete a book (`admin` with a fresh token; never a service)
 #[utoipa::path(
     delete,
     path = "/books/{id}",
@@ -318,8 +320,7 @@ async fn delete(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, BooksError> {
-    claims.require_role(Role::Admin)?;
-    claims.require_fresh()?;
+    access::may_delete(&claims)?;
     let id = book_id(&id)?;
     let expected = expected_version(&req)?;
     state.books.delete(id, expected).await?;

@@ -10,7 +10,76 @@ both_backends!(
     the_whole_flow_register_login_crud_refresh_logout,
     users_read_editors_write_fresh_admins_delete,
     requests_without_a_valid_token_are_refused,
+    services_read_and_write_by_scope_and_never_delete,
 );
+
+async fn services_read_and_write_by_scope_and_never_delete(backend: Backend) {
+    let stack = spawn_stack(backend).await;
+    let editor = stack.user_with_roles("erin", "user,editor").await;
+    let created: Value = stack
+        .create_book(&editor.access, &book("Dune", "Frank Herbert"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let reader = stack.service_token(&["books:read"]).await;
+    let writer = stack.service_token(&["books:write"]).await;
+    let everything = stack
+        .service_token(&[
+            "books:read",
+            "books:write",
+            "introspect",
+            "revocations:read",
+        ])
+        .await;
+
+    // books:read reads, and nothing else.
+    assert_eq!(stack.get_book(&reader, &id).await.status(), StatusCode::OK);
+    assert_eq!(stack.get(&reader, "/books").await.status(), StatusCode::OK);
+    assert_error(
+        stack
+            .create_book(&reader, &book("Emma", "Jane Austen"))
+            .await,
+        StatusCode::FORBIDDEN,
+        "insufficient_role",
+    )
+    .await;
+    // books:write creates and replaces, but does not read.
+    assert_eq!(
+        stack
+            .create_book(&writer, &book("Emma", "Jane Austen"))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        stack
+            .replace_book(&writer, &id, None, &book("Dune", "F. Herbert"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_error(
+        stack.get_book(&writer, &id).await,
+        StatusCode::FORBIDDEN,
+        "insufficient_role",
+    )
+    .await;
+    // No service ever deletes, whatever its scopes: that needs a person, an admin, fresh.
+    for token in [&reader, &writer, &everything] {
+        assert_error(
+            stack.delete_book(token, &id, None).await,
+            StatusCode::FORBIDDEN,
+            "insufficient_role",
+        )
+        .await;
+    }
+    assert_eq!(
+        stack.get_book(&everything, &id).await.status(),
+        StatusCode::OK
+    );
+}
 
 async fn the_whole_flow_register_login_crud_refresh_logout(backend: Backend) {
     let stack = spawn_stack(backend).await;

@@ -213,6 +213,42 @@ impl Stack {
         tokens(response).await
     }
 
+    /// A service token (client credentials) granted `scopes`: a fresh admin creates the
+    /// client through auth-service's API, which then issues the token.
+    pub async fn service_token(&self, scopes: &[&str]) -> String {
+        let admin = self
+            .user_with_roles(
+                &format!("admin-{}", uuid::Uuid::new_v4().simple()),
+                "user,admin",
+            )
+            .await;
+        let created: Value = self
+            .client
+            .post(format!("{}/auth/clients", self.auth))
+            .bearer_auth(&admin.access)
+            .json(&json!({ "name": "a service", "scopes": scopes }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let response = self
+            .client
+            .post(format!("{}/oauth/token", self.auth))
+            .basic_auth(
+                created["client_id"].as_str().unwrap(),
+                created["client_secret"].as_str(),
+            )
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
     /// Registers `username` with `roles` (set in auth's database, as an admin tool would) and
     /// logs in.
     pub async fn user_with_roles(&self, username: &str, roles: &str) -> Tokens {

@@ -29,7 +29,8 @@ async fn bare_verify() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let verifier = Arc::new(shared::TokenVerifier::new(
         &shared::VerifierConfig {
-            issuer: std::env::var("JWT_ISSUER").unwrap_or_else(|_| "authbooks".into()),
+            issuer: std::env::var("JWT_ISSUER")
+                .unwrap_or_else(|_| shared::config::DEFAULT_PUBLIC_URL.into()),
             audience: std::env::var("JWT_AUDIENCE").unwrap_or_else(|_| "authbooks-api".into()),
             leeway: 30,
         },

@@ -59,6 +59,14 @@ pub async fn run(config: StackConfig) -> Result<(), String> {
     let admin_password =
         (first_start && !configured_admin).then(|| uuid::Uuid::new_v4().simple().to_string());
 
+    // Bound first: its URL is auth-service's public URL, hence the issuer and the base of the
+    // discovery documents (clients reach auth-service through it).
+    let front_listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|e| format!("LISTEN_ADDR: cannot bind {}: {e}", config.listen))?;
+    let front_port = front_listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .port();
     let revocations = Arc::new(MemoryRevocations::new());
     let mut auth_overrides = vec![
         ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
@@ -66,6 +74,9 @@ pub async fn run(config: StackConfig) -> Result<(), String> {
         ("AUTH_KEYS_DIR", format!("{data}/keys")),
         ("AUTH_TRUSTED_PROXIES", "127.0.0.1".to_owned()),
     ];
+    if std::env::var("AUTH_PUBLIC_URL").is_err() {
+        auth_overrides.push(("AUTH_PUBLIC_URL", format!("http://127.0.0.1:{front_port}")));
+    }
     if std::env::var("AUTH_COOKIE_SECURE").is_err() {
         // Plain http on localhost: browsers drop Secure cookies there.
         auth_overrides.push(("AUTH_COOKIE_SECURE", "false".to_owned()));
@@ -76,6 +87,7 @@ pub async fn run(config: StackConfig) -> Result<(), String> {
     }
     let auth_settings = auth_service::Settings::from_vars(settings_vars(&auth_overrides))
         .map_err(|e| e.to_string())?;
+    let issuer = auth_settings.verifier.issuer.clone();
     let auth = auth_service::Application::build_with(auth_settings, Some(revocations.clone()))
         .await
         .map_err(|e| format!("auth-service failed to start: {e}"))?;
@@ -83,6 +95,7 @@ pub async fn run(config: StackConfig) -> Result<(), String> {
 
     let books_settings = books_service::Settings::from_vars(settings_vars(&[
         ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        ("JWT_ISSUER", issuer.clone()),
         ("DATABASE_URL", format!("sqlite://{data}/books.db")),
         ("JWKS_URL", format!("{auth_url}/.well-known/jwks.json")),
     ]))
@@ -102,9 +115,9 @@ pub async fn run(config: StackConfig) -> Result<(), String> {
             .build()
             .map_err(|e| e.to_string())?,
     });
-    let front = shared::server::bind(
+    let front = shared::server::serve_on(
         "authbooks-local",
-        config.listen,
+        front_listener,
         None,
         move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(upstreams.clone())

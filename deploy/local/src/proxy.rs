@@ -1,4 +1,4 @@
-//! The front door of the local stack: the gateway's routing (`/auth/*` and `/.well-known/*` to
+//! The front door of the local stack: the gateway's routing (`/auth/*`, `/.well-known/*`, `/oauth/*`, `/revocations*` to
 //! auth-service, `/books*` to books-service) in a few lines of actix + reqwest, and the browser
 //! page (`deploy/web`) at `/`.
 
@@ -95,7 +95,12 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 fn upstream<'a>(upstreams: &'a Upstreams, path: &str) -> Option<&'a str> {
-    if path.starts_with("/auth/") || path.starts_with("/.well-known/") {
+    if path.starts_with("/auth/")
+        || path.starts_with("/.well-known/")
+        || path.starts_with("/oauth/")
+        || path == "/revocations"
+        || path.starts_with("/revocations/")
+    {
         Some(&upstreams.auth)
     } else if path == "/books" || path.starts_with("/books/") {
         Some(&upstreams.books)
@@ -172,6 +177,19 @@ pub async fn forward(
         if !HOP_BY_HOP.contains(&name.as_str()) && name != "content-length" {
             answer.append_header((name.as_str(), value.as_bytes()));
         }
+    }
+    // Server-Sent Events pass through as they come; everything else is read whole, so a
+    // failure midway is still a JSON 503.
+    let event_stream = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if event_stream {
+        return answer.streaming(
+            response
+                .bytes_stream()
+                .map(|chunk| chunk.map_err(actix_web::error::ErrorBadGateway)),
+        );
     }
     match response.bytes().await {
         Ok(bytes) => answer.body(bytes),

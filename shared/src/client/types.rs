@@ -15,6 +15,25 @@ pub struct User {
     pub created_at: Option<String>,
 }
 
+/// A service account (`/auth/clients`). `client_secret` is only in the answers to creating it
+/// and to rotating its secret: it is shown once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceClient {
+    pub client_id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+/// The body of `GET /auth/clients`.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct ServiceClientList {
+    pub items: Vec<ServiceClient>,
+}
+
 /// A stored book. `version` is also its `ETag`, which `replace` and `delete` may require.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Book {

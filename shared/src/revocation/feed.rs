@@ -24,7 +24,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::sse::{SseEvent, SseParser};
-use super::{MemoryRevocations, Revocation, RevocationCheck, RevocationEntry, StoreUnavailable};
+use super::{MemoryRevocations, Published, RevocationCheck, RevocationEntry, StoreUnavailable};
 use crate::claims::Claims;
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -107,28 +107,7 @@ fn malformed(what: &'static str, problem: impl fmt::Display) -> FeedError {
     }
 }
 
-/// A revocation as the feed sends it (docs/api.md, "Revocation feed").
-#[derive(Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum FeedRevocation {
-    Token {
-        jti: String,
-        expires_at: i64,
-    },
-    Session {
-        sid: String,
-        expires_at: i64,
-    },
-    User {
-        sub: String,
-        /// Unix seconds with milliseconds.
-        before: f64,
-        #[serde(default)]
-        except_jti: Option<String>,
-        expires_at: i64,
-    },
-}
-
+/// The kinds this version knows; [`Published`] reads them.
 const KNOWN_KINDS: [&str; 3] = ["token", "session", "user"];
 
 /// What one revocation JSON means here.
@@ -147,31 +126,8 @@ fn decode(value: serde_json::Value) -> Result<Decoded, String> {
     if !KNOWN_KINDS.contains(&kind) {
         return Ok(Decoded::UnknownKind(kind.to_owned()));
     }
-    let entry = match serde_json::from_value(value).map_err(|e| e.to_string())? {
-        FeedRevocation::Token { jti, expires_at } => RevocationEntry {
-            target: Revocation::Token { jti },
-            expires_at,
-        },
-        FeedRevocation::Session { sid, expires_at } => RevocationEntry {
-            target: Revocation::Family { fam: sid },
-            expires_at,
-        },
-        FeedRevocation::User {
-            sub,
-            before,
-            except_jti,
-            expires_at,
-        } => RevocationEntry {
-            target: Revocation::UserBefore {
-                sub,
-                before_ms: (before * 1000.0).round() as i64,
-                except_jti,
-                strict_before_ms: 0,
-            },
-            expires_at,
-        },
-    };
-    Ok(Decoded::Entry(entry))
+    let published: Published = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    Ok(Decoded::Entry(published.into_entry()))
 }
 
 #[derive(Deserialize)]
@@ -558,6 +514,7 @@ mod tests {
     use super::*;
     use crate::claims::{Role, TokenType};
     use crate::now_unix;
+    use crate::revocation::Revocation;
 
     fn claims(jti: &str, sub: &str, iat: i64, sid: Option<&str>) -> Claims {
         Claims {
@@ -572,8 +529,10 @@ mod tests {
             fresh: true,
             roles: vec![Role::User],
             username: "u".into(),
-            fam: sid.map(Into::into),
+            sid: sid.map(Into::into),
             csrf: None,
+            scope: None,
+            client_id: None,
         }
     }
 
@@ -604,7 +563,7 @@ mod tests {
         );
         assert_eq!(
             decoded(json!({"kind": "session", "sid": "s", "expires_at": later})).target,
-            Revocation::Family { fam: "s".into() }
+            Revocation::Session { sid: "s".into() }
         );
         assert_eq!(
             decoded(json!({"kind": "user", "sub": "7", "before": 1764325678.123,

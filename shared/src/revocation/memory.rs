@@ -20,7 +20,7 @@ struct StoredCutoff {
 #[derive(Default)]
 struct Entries {
     tokens: HashMap<String, i64>,
-    families: HashMap<String, i64>,
+    sessions: HashMap<String, i64>,
     /// Each user's cut-offs, combined by [`UserCutoff::merge`].
     users: HashMap<String, StoredCutoff>,
     writes: u64,
@@ -29,7 +29,7 @@ struct Entries {
 impl Entries {
     fn sweep(&mut self, now: i64) {
         self.tokens.retain(|_, exp| *exp > now);
-        self.families.retain(|_, exp| *exp > now);
+        self.sessions.retain(|_, exp| *exp > now);
         self.users.retain(|_, cut| cut.expires_at > now);
     }
 
@@ -41,9 +41,9 @@ impl Entries {
                 let exp = longer(self.tokens.get(jti));
                 self.tokens.insert(jti.clone(), exp);
             }
-            Revocation::Family { fam } => {
-                let exp = longer(self.families.get(fam));
-                self.families.insert(fam.clone(), exp);
+            Revocation::Session { sid } => {
+                let exp = longer(self.sessions.get(sid));
+                self.sessions.insert(sid.clone(), exp);
             }
             Revocation::UserBefore { sub, .. } => {
                 let Some(cutoff) = UserCutoff::of(&entry.target) else {
@@ -69,9 +69,9 @@ impl Entries {
         let live = |exp: Option<&i64>| exp.is_some_and(|exp| *exp > now);
         live(self.tokens.get(&claims.jti))
             || claims
-                .fam
+                .sid
                 .as_ref()
-                .is_some_and(|fam| live(self.families.get(fam)))
+                .is_some_and(|sid| live(self.sessions.get(sid)))
             || self.users.get(&claims.sub).is_some_and(|cut| {
                 cut.expires_at > now && cut.cutoff.kills(claims.issued_at_ms(), &claims.jti)
             })
@@ -112,7 +112,7 @@ impl MemoryRevocations {
     pub fn len(&self) -> usize {
         let mut entries = self.lock();
         entries.sweep(now_unix());
-        entries.tokens.len() + entries.families.len() + entries.users.len()
+        entries.tokens.len() + entries.sessions.len() + entries.users.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -146,7 +146,7 @@ mod tests {
     use super::*;
     use crate::claims::{Role, TokenType};
 
-    fn claims(jti: &str, sub: &str, iat: i64, fam: Option<&str>) -> Claims {
+    fn claims(jti: &str, sub: &str, iat: i64, sid: Option<&str>) -> Claims {
         Claims {
             iss: "i".into(),
             aud: "a".into(),
@@ -159,8 +159,10 @@ mod tests {
             fresh: true,
             roles: vec![Role::User],
             username: "u".into(),
-            fam: fam.map(Into::into),
+            sid: sid.map(Into::into),
             csrf: None,
+            scope: None,
+            client_id: None,
         }
     }
 
@@ -174,7 +176,7 @@ mod tests {
             expires_at: later,
         });
         store.apply(RevocationEntry {
-            target: Revocation::Family { fam: "f".into() },
+            target: Revocation::Session { sid: "f".into() },
             expires_at: later,
         });
         store.apply(RevocationEntry {

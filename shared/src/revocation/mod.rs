@@ -1,7 +1,7 @@
 //! Revocation: what has been revoked, and the read side every verifier needs to honour it.
 //!
-//! Three kinds of entry cover every way a token dies early: one token (`jti`), a whole refresh
-//! family (everything descending from one login) and a per-user cut-off (every token of the user
+//! Three kinds of entry cover every way a token dies early: one token (`jti`), a whole session
+//! (`sid`: everything descending from one login) and a per-user cut-off (every token of the user
 //! issued at or before a moment). An entry lives until the last token it could match is no longer
 //! accepted by any verifier ([`entry_expiry`]), so nothing outlives its token and no token
 //! outlives its entry.
@@ -14,6 +14,7 @@ mod cutoff;
 #[cfg(feature = "feed")]
 mod feed;
 mod memory;
+mod published;
 #[cfg(feature = "redis")]
 mod redis_store;
 #[cfg(feature = "redis")]
@@ -30,6 +31,7 @@ pub use cutoff::UserCutoff;
 #[cfg(feature = "feed")]
 pub use feed::{ClientSecret, FeedConfig, FeedError, RevocationFeed};
 pub use memory::MemoryRevocations;
+pub use published::Published;
 #[cfg(feature = "redis")]
 pub use redis_store::{connect as connect_redis, RedisRevocations, RevocationKeys};
 #[cfg(feature = "redis")]
@@ -41,8 +43,8 @@ pub use replica::RevocationReplica;
 pub enum Revocation {
     /// One token, by `jti`.
     Token { jti: String },
-    /// Every token of one refresh family.
-    Family { fam: String },
+    /// Every token of one session (one login and every pair rotated from it).
+    Session { sid: String },
     /// Every token of user `sub` issued at or before `before_ms` (Unix milliseconds), except
     /// the one token `except_jti` (the session that asked for it, e.g. a password change); and,
     /// with no exception, every token issued at or before `strict_before_ms`. Stored merged:
@@ -66,7 +68,7 @@ impl Revocation {
     pub fn matches(&self, claims: &Claims) -> bool {
         match self {
             Revocation::Token { jti } => *jti == claims.jti,
-            Revocation::Family { fam } => claims.fam.as_deref() == Some(fam.as_str()),
+            Revocation::Session { sid } => claims.sid.as_deref() == Some(sid.as_str()),
             Revocation::UserBefore { sub, .. } => {
                 *sub == claims.sub
                     && UserCutoff::of(self)

@@ -29,7 +29,7 @@ impl RevocationKeys {
     pub fn entry(&self, target: &Revocation) -> String {
         match target {
             Revocation::Token { jti } => self.token(jti),
-            Revocation::Family { fam } => self.family(fam),
+            Revocation::Session { sid } => self.session(sid),
             Revocation::UserBefore { sub, .. } => self.user(sub),
         }
     }
@@ -38,8 +38,8 @@ impl RevocationKeys {
         format!("{}revoked:token:{jti}", self.prefix)
     }
 
-    pub fn family(&self, fam: &str) -> String {
-        format!("{}revoked:family:{fam}", self.prefix)
+    pub fn session(&self, sid: &str) -> String {
+        format!("{}revoked:session:{sid}", self.prefix)
     }
 
     pub fn user(&self, sub: &str) -> String {
@@ -102,8 +102,8 @@ impl RedisRevocations {
 
     async fn check(&self, claims: &Claims) -> Result<bool, StoreUnavailable> {
         let mut keys = vec![self.keys.token(&claims.jti), self.keys.user(&claims.sub)];
-        if let Some(fam) = &claims.fam {
-            keys.push(self.keys.family(fam));
+        if let Some(sid) = &claims.sid {
+            keys.push(self.keys.session(sid));
         }
         let mut connection = self.connection.clone();
         let values: Vec<Option<String>> = connection.mget(&keys).await?;

@@ -1,0 +1,100 @@
+//! The revocation feed for other services: an ordered log of every revocation an access token
+//! could still be refused by, served as a snapshot (`GET /revocations`) and as Server-Sent Events
+//! (`GET /revocations/stream`).
+//!
+//! The ledger appends to the log in the same atomic step as it stores the revocation (the same
+//! `MULTI` or Lua script in Redis, the same lock in memory), so the feed never misses one that
+//! was acknowledged. Each event has a cursor (`<ms>-<seq>`, a Redis stream id); a reader that
+//! subscribes to live events *before* reading the log after its cursor, and skips what it has
+//! already sent, sees every event exactly once and in order (see [`FeedLog`]). Entries leave the
+//! log once they expire, and every entry expires one access-token lifetime after it was made,
+//! so the log is as long as the last `ACCESS_TOKEN_TTL` of revocations, whatever the refresh
+//! lifetime.
+
+mod memory;
+mod redis;
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use shared::revocation::StoreUnavailable;
+use tokio::sync::broadcast;
+
+pub use self::memory::MemoryFeed;
+pub use self::redis::{stream_key, RedisFeed, FIELD};
+
+/// Where a reader is in the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cursor {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl Cursor {
+    pub const START: Cursor = Cursor { ms: 0, seq: 0 };
+
+    pub fn parse(raw: &str) -> Option<Cursor> {
+        let (ms, seq) = raw.split_once('-')?;
+        Some(Cursor {
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// One event: a revocation as published (`shared::revocation::Published`, already JSON).
+#[derive(Clone, Debug)]
+pub struct FeedEvent {
+    pub id: Cursor,
+    pub json: Arc<str>,
+    pub expires_at: i64,
+}
+
+/// A page of the log: live events after a cursor, and the cursor to resume from.
+pub struct Backlog {
+    pub events: Vec<FeedEvent>,
+    pub cursor: Cursor,
+}
+
+/// How many live events a slow subscriber may fall behind before it re-reads the log.
+pub const LIVE_BUFFER: usize = 1024;
+
+/// The read side of the log.
+pub trait FeedLog: Send + Sync + 'static {
+    /// Live events after `after`, oldest first, and the newest cursor in the log.
+    fn since(&self, after: Cursor) -> BoxFuture<'_, Result<Backlog, StoreUnavailable>>;
+
+    /// Events as they are appended, from now on (on any instance).
+    fn subscribe(&self) -> broadcast::Receiver<FeedEvent>;
+}
+
+/// Parses a field of an event stored as JSON to find its expiry, without trusting it further.
+fn expires_at_of(json: &str) -> Option<i64> {
+    serde_json::from_str::<shared::revocation::Published>(json)
+        .ok()
+        .map(|p| p.expires_at())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_order_like_redis_stream_ids() {
+        let a = Cursor::parse("1700000000000-0").unwrap();
+        let b = Cursor::parse("1700000000000-1").unwrap();
+        let c = Cursor::parse("1700000000001-0").unwrap();
+        assert!(Cursor::START < a && a < b && b < c);
+        assert_eq!(b.to_string(), "1700000000000-1");
+        for bad in ["", "1", "a-b", "1-", "-1", "1-2-3"] {
+            assert_eq!(Cursor::parse(bad), None, "{bad}");
+        }
+    }
+}
