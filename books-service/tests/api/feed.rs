@@ -437,3 +437,231 @@ async fn books_renews_its_service_token_before_it_expires() {
         );
     });
 }
+
+// ---- auth-service's own feed -------------------------------------------------------------------
+
+const ADMIN: &str = "root";
+const ADMIN_PASSWORD: &str = "bootstrap-password";
+
+/// A TCP proxy the test can cut: cutting closes every open connection and closes new ones at
+/// once, until it is restored. books-service reaches the feed only through it.
+struct CuttableProxy {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl CuttableProxy {
+    async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *watch.borrow() {
+                    continue;
+                }
+                let mut watch = watch.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let cut = async {
+                        if watch.wait_for(|cut| *cut).await.is_err() {
+                            // The proxy is gone with its test: forward until either side closes.
+                            std::future::pending::<()>().await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = cut => {}
+                    }
+                });
+            }
+        });
+        Self { port, cut }
+    }
+
+    fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+/// A real auth-service (embedded SQLite, no Redis) with a bootstrap admin and 1 s heartbeats;
+/// a feed client the admin creates; and a books-service whose only revocation source is that
+/// feed, through a [`CuttableProxy`], trusting it for 2 s without news.
+struct FeedStack {
+    stack: Stack,
+    proxy: CuttableProxy,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn_feed_stack() -> FeedStack {
+    let mut stack = crate::helpers::spawn_stack_with(
+        Backend::Sqlite,
+        &[
+            ("AUTH_BOOTSTRAP_ADMIN_USERNAME", ADMIN),
+            ("AUTH_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("AUTH_FEED_HEARTBEAT_SECS", "1"),
+        ],
+        &[],
+        crate::helpers::redis_url(),
+    )
+    .await;
+    let login = stack
+        .client
+        .post(format!("{}/auth/login", stack.auth))
+        .json(&json!({ "username": ADMIN, "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let admin = crate::helpers::tokens(login).await;
+    let created = stack
+        .client
+        .post(format!("{}/auth/clients", stack.auth))
+        .bearer_auth(&admin.access)
+        .json(&json!({ "name": "books-service", "scopes": ["revocations:read"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let client: Value = created.json().await.unwrap();
+
+    let auth_address = stack.auth.trim_start_matches("http://").to_owned();
+    let proxy = CuttableProxy::start(auth_address).await;
+    let dir = tempfile::tempdir().unwrap();
+    let feed_url = format!("http://127.0.0.1:{}/revocations/stream", proxy.port);
+    stack.books = stack
+        .books_instance(
+            dir.path(),
+            &[
+                ("REVOCATION_FEED_URL", &feed_url),
+                (
+                    "REVOCATION_FEED_CLIENT_ID",
+                    client["client_id"].as_str().unwrap(),
+                ),
+                (
+                    "REVOCATION_FEED_CLIENT_SECRET",
+                    client["client_secret"].as_str().unwrap(),
+                ),
+                ("REVOCATION_STALENESS_MS", "2000"),
+            ],
+        )
+        .await;
+    stack.wait_until_ready().await;
+    FeedStack {
+        stack,
+        proxy,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_and_logout_all_reach_books_through_the_feed_within_a_second() {
+    let FeedStack {
+        stack,
+        proxy: _proxy,
+        ..
+    } = spawn_feed_stack().await;
+    let (status, ready) = readiness(&stack).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ready["revocation_store"], "revocation-feed");
+    let laptop = stack.user_with_roles("hana", "user").await;
+    let phone = stack.login("hana").await;
+    assert_eq!(
+        stack.get(&laptop.access, "/books").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        stack.get(&phone.access, "/books").await.status(),
+        StatusCode::OK
+    );
+
+    assert_eq!(stack.logout(&laptop).await.status(), StatusCode::NO_CONTENT);
+    let (refused, took) = until_status(
+        &stack,
+        &laptop.access,
+        StatusCode::UNAUTHORIZED,
+        Duration::from_secs(1),
+    )
+    .await;
+    assert_error(refused, StatusCode::UNAUTHORIZED, "token_revoked").await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(
+        stack.get(&phone.access, "/books").await.status(),
+        StatusCode::OK
+    );
+
+    let logout_all = stack
+        .client
+        .post(format!("{}/auth/logout-all", stack.auth))
+        .bearer_auth(&phone.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout_all.status(), StatusCode::NO_CONTENT);
+    let (refused, took) = until_status(
+        &stack,
+        &phone.access,
+        StatusCode::UNAUTHORIZED,
+        Duration::from_secs(1),
+    )
+    .await;
+    assert_error(refused, StatusCode::UNAUTHORIZED, "token_revoked").await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    // A login after the cut-off is not caught by it.
+    let later = stack.login("hana").await;
+    assert_eq!(
+        stack.get(&later.access, "/books").await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_feed_is_503_after_the_staleness_limit_and_resuming_loses_nothing() {
+    let FeedStack { stack, proxy, .. } = spawn_feed_stack().await;
+    let doomed = stack.user_with_roles("ivan", "user").await;
+    let kept = stack.login("ivan").await;
+    assert_eq!(
+        stack.get(&doomed.access, "/books").await.status(),
+        StatusCode::OK
+    );
+
+    proxy.cut();
+    let cut_at = Instant::now();
+    // Revoked while books cannot hear about it.
+    assert_eq!(stack.logout(&doomed).await.status(), StatusCode::NO_CONTENT);
+    let (unavailable, _) = until_status(
+        &stack,
+        &kept.access,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::from_secs(5),
+    )
+    .await;
+    // The last heartbeat came at most 1 s before the cut, and the limit is 2 s.
+    assert!(
+        cut_at.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        cut_at.elapsed()
+    );
+    assert_error(unavailable, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    let (status, ready) = readiness(&stack).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready["fields"]["revocations"].is_string(), "{ready}");
+
+    proxy.restore();
+    // The first answer that is not 503 already knows of the logout made during the cut.
+    let back = until_available(&stack, &doomed.access, Duration::from_secs(10)).await;
+    assert_error(back, StatusCode::UNAUTHORIZED, "token_revoked").await;
+    assert_eq!(
+        stack.get(&kept.access, "/books").await.status(),
+        StatusCode::OK
+    );
+    let (status, _) = readiness(&stack).await;
+    assert_eq!(status, StatusCode::OK);
+}
