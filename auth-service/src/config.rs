@@ -82,6 +82,12 @@ pub struct Settings {
 
 pub use shared::config::ConfigError;
 
+/// The default key activation delay is at least this (15 minutes): longer than the JWKS cache of
+/// the verifiers other teams use (jose's `createRemoteJWKSet` keeps keys 10 minutes; keyfunc and
+/// .NET re-fetch on an unknown `kid` at most every 5 minutes), so a new key is in their caches
+/// before it signs. See docs/operating.md, "Keys and rotation".
+pub const MIN_DEFAULT_ACTIVATION_DELAY: u64 = 900;
+
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(std::env::vars().collect())
@@ -146,7 +152,11 @@ impl Settings {
             client_secret_key: get("AUTH_CLIENT_SECRET_KEY").map(Secret::new),
             cookie_secure,
             jwks_max_age,
-            key_activation_delay: env.seconds("AUTH_KEY_ACTIVATION_DELAY", jwks_max_age, 0)?,
+            key_activation_delay: env.seconds(
+                "AUTH_KEY_ACTIVATION_DELAY",
+                jwks_max_age.max(MIN_DEFAULT_ACTIVATION_DELAY),
+                0,
+            )?,
             keys_reload_secs: env.seconds("AUTH_KEYS_RELOAD_SECS", 10, 1)?,
             feed_heartbeat_secs: env.seconds("AUTH_FEED_HEARTBEAT_SECS", 2, 1)?,
             refresh_grace_secs: env.seconds("AUTH_REFRESH_GRACE", 5, 0)?,

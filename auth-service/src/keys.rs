@@ -330,6 +330,11 @@ fn pem_files(dir: &Path) -> Result<Vec<PathBuf>, KeyError> {
 /// Generates an RSA-2048 key and writes it with mode 0600, via a temporary file and a rename so
 /// a concurrent reader never sees half a key. Slow (hundreds of ms): run on a blocking thread.
 pub fn generate_key_file(dir: &Path) -> Result<PathBuf, KeyError> {
+    generate_key_file_made_at(dir, chrono::Utc::now().timestamp_millis())
+}
+
+/// [`generate_key_file`] with the creation time its name states (what activation counts from).
+fn generate_key_file_made_at(dir: &Path, created_ms: i64) -> Result<PathBuf, KeyError> {
     use rsa::pkcs8::{EncodePrivateKey, LineEnding};
     let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
         .map_err(|e| KeyError::Generate(e.to_string()))?;
@@ -338,7 +343,7 @@ pub fn generate_key_file(dir: &Path) -> Result<PathBuf, KeyError> {
         .map_err(|e| KeyError::Generate(e.to_string()))?;
     let name = format!(
         "key-{}-{}.pem",
-        chrono::Utc::now().timestamp_millis(),
+        created_ms,
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let path = dir.join(&name);
@@ -379,9 +384,71 @@ pub fn rotate(dir: &Path, activation_delay_secs: u64) -> Result<serde_json::Valu
     }))
 }
 
+/// Where `keys rotate --emergency` moves the keys it retires: out of the ring, kept for the
+/// investigation.
+pub const RETIRED_DIR: &str = "retired";
+
+/// `auth-service keys rotate --emergency`, for a key that may be compromised: adds a new key that
+/// signs at once (its stated creation time is back-dated by the activation delay) and moves every
+/// other key to `retired/`. Within `AUTH_KEYS_RELOAD_SECS` every instance drops the old keys from
+/// its JWKS and its own verifier, so every token they signed is refused by auth-service
+/// (users log in again) and by every verifier once it re-fetches the JWKS.
+pub fn rotate_emergency(
+    dir: &Path,
+    activation_delay_secs: u64,
+) -> Result<serde_json::Value, KeyError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let io = |path: &Path, e| KeyError::Io(path.display().to_string(), e);
+    let retired_dir = dir.join(RETIRED_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR)
+        .create(&retired_dir)
+        .map_err(|e| io(&retired_dir, e))?;
+    let old = pem_files(dir)?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let path = generate_key_file_made_at(dir, now_ms - activation_delay_secs as i64 * 1000 - 1)?;
+    let mut retired = Vec::new();
+    for file in old {
+        let pem = std::fs::read_to_string(&file).map_err(|e| io(&file, e))?;
+        if let Ok(key) = SigningKey::from_pkcs8_pem(&pem, &file.display().to_string()) {
+            retired.push(key.kid().to_owned());
+        }
+        let target = retired_dir.join(file.file_name().unwrap_or_default());
+        std::fs::rename(&file, &target).map_err(|e| io(&file, e))?;
+    }
+    let pem = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+    let key = SigningKey::from_pkcs8_pem(&pem, &path.display().to_string())?;
+    tracing::warn!(kid = key.kid(), retired = ?retired, "emergency key rotation");
+    Ok(serde_json::json!({
+        "kid": key.kid(),
+        "file": path.display().to_string(),
+        "signs_from": "now",
+        "retired": retired,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_emergency_rotation_signs_at_once_and_retires_every_other_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = KeyRing::load_or_generate(dir.path()).await.unwrap();
+        let old_kid = first.jwks().keys[0].kid.clone().unwrap();
+        let delay_ms = 900_000;
+
+        let report = rotate_emergency(dir.path(), 900).unwrap();
+
+        let ring = KeyRing::load(dir.path()).await.unwrap();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let kids: Vec<_> = ring.jwks().keys.into_iter().filter_map(|k| k.kid).collect();
+        assert_eq!(kids, vec![report["kid"].as_str().unwrap().to_owned()]);
+        assert_eq!(ring.signing_key(now_ms, delay_ms).kid(), report["kid"]);
+        assert_eq!(report["retired"], serde_json::json!([old_kid]));
+        assert_eq!(pem_files(&dir.path().join(RETIRED_DIR)).unwrap().len(), 1);
+    }
 
     #[test]
     fn rfc7638_example_thumbprint() {

@@ -1,7 +1,7 @@
 use auth_service::{Application, Settings};
 use shared::server::exit;
 
-const USAGE: &str = "usage: auth-service [serve | keys rotate]";
+const USAGE: &str = "usage: auth-service [serve | keys rotate [--emergency]]";
 
 #[tokio::main]
 async fn main() {
@@ -14,6 +14,14 @@ async fn main() {
             let report =
                 auth_service::keys::rotate(&settings.keys_dir, settings.key_activation_delay)
                     .unwrap_or_else(|err| exit(1, format!("key rotation failed: {err}")));
+            println!("{report}");
+        }
+        ["keys", "rotate", "--emergency"] => {
+            let report = auth_service::keys::rotate_emergency(
+                &settings.keys_dir,
+                settings.key_activation_delay,
+            )
+            .unwrap_or_else(|err| exit(1, format!("emergency key rotation failed: {err}")));
             println!("{report}");
         }
         _ => exit(2, USAGE),

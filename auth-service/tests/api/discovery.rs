@@ -10,7 +10,65 @@ both_backends!(
     access_tokens_verify_against_the_published_jwks_independently,
     openid_configuration_points_at_the_jwks,
     health_readiness_and_metrics,
+    an_emergency_rotation_refuses_the_old_keys_tokens_within_a_reload,
 );
+
+async fn an_emergency_rotation_refuses_the_old_keys_tokens_within_a_reload(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_KEYS_RELOAD_SECS", "1")]).await;
+    let before = app.signed_up("ottilie").await;
+    let old_kid = jsonwebtoken::decode_header(&before.access)
+        .unwrap()
+        .kid
+        .unwrap();
+
+    let report =
+        auth_service::keys::rotate_emergency(std::path::Path::new(&app.keys_dir()), 900).unwrap();
+
+    let new_kid = report["kid"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let jwks: Value = app
+            .get("/.well-known/jwks.json")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let kids: Vec<_> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        if kids == [new_kid.clone()] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still published: {kids:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Signing with the new key at once, despite the 15-minute activation delay.
+    let after = crate::helpers::tokens(app.login("ottilie", crate::helpers::PASSWORD).await).await;
+    assert_eq!(
+        jsonwebtoken::decode_header(&after.access)
+            .unwrap()
+            .kid
+            .unwrap(),
+        new_kid
+    );
+    // Everything the retired key signed is refused: the session must log in again.
+    assert_ne!(old_kid, new_kid);
+    assert_eq!(
+        app.me(&before.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.refresh(&before.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.me(&after.access).await.status(), StatusCode::OK);
+}
 
 async fn access_tokens_verify_against_the_published_jwks_independently(backend: Backend) {
     let app = spawn_app(backend).await;
