@@ -9,6 +9,7 @@ Standard library only. With BENCH_PERF=1 each load phase is also recorded system
 `perf record` and summarised by process and symbol in $CARGO_TARGET_DIR/bench/perf-<phase>.txt.
 """
 
+import base64
 import contextlib
 import http.client
 import json
@@ -170,6 +171,15 @@ response = function(status, headers, body)
 end
 """
 
+# RFC 7662 introspection of one user access token, as a resource server would ask.
+LUA_INTROSPECT = """
+wrk.method = "POST"
+wrk.path = "/oauth/introspect"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "Basic " .. os.getenv("BENCH_BASIC")
+wrk.body = "token=" .. os.getenv("BENCH_TOKEN")
+"""
+
 LUA_LOGIN = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -288,6 +298,17 @@ def run(work, run_id, databases, services, ceilings):
     # Hashes/s with every core hashing at once, measured (not one core's rate times the cores).
     results["login_ceiling_rps"] = ceilings["argon2_all_cores_per_s"]
     results["propagation_ms"] = propagation(auth_port, [b.port for b in books])
+
+    # Other services' figures: introspection (RFC 7662) and the revocation feed's fan-out.
+    status, admin = request(auth_port, "POST", "/auth/login", {"username": ADMIN, "password": PASSWORD})
+    client = create_client(auth_port, admin["access_token"], ["introspect", "revocations:read"])
+    basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
+    scripts["introspect"] = work / "introspect.lua"
+    scripts["introspect"].write_text(LUA_INTROSPECT)
+    with profiled("introspect"):
+        results["introspect"] = wrk(auth_port, SECONDS, 32, scripts["introspect"],
+                                    {"BENCH_BASIC": basic, "BENCH_TOKEN": pair["access_token"]})
+    results["feed_fanout"] = feed_fanout(auth_port, client, f"bench:{run_id}:feed")
     results["rss_kb"] = {
         "idle": idle,
         "peak": {s.name + (f"#{i}" if s.name == "books-service" else ""): s.rss_kb()[1]
@@ -295,6 +316,47 @@ def run(work, run_id, databases, services, ceilings):
     }
     results["ready_ms"] = {"auth-service": auth.ready_ms, "books-service": books[0].ready_ms}
     return results
+
+
+def create_client(auth_port, admin_access, scopes):
+    status, client = request(auth_port, "POST", "/auth/clients",
+                             {"name": "bench", "scopes": scopes}, token=admin_access)
+    assert status == 201, status
+    return client
+
+
+FEED_SUBSCRIBERS, FEED_EVENTS = 50, 20000
+
+
+def feed_fanout(auth_port, client, stream_key):
+    """Events/s delivered to 50 `/revocations/stream` subscribers: FEED_EVENTS revocation events
+    are appended to the feed's Redis stream as fast as redis-cli can pipe them (the ledger's own
+    XADD, without the HTTP work of a logout), and feed-fanout counts what each subscriber gets."""
+    conn = http.client.HTTPConnection("127.0.0.1", auth_port, timeout=10)
+    form = f"grant_type=client_credentials&client_id={client['client_id']}&client_secret={client['client_secret']}"
+    conn.request("POST", "/oauth/token", form, {"content-type": "application/x-www-form-urlencoded"})
+    token = json.loads(conn.getresponse().read())["access_token"]
+    conn.close()
+    subscribers = subprocess.Popen(
+        [str(RELEASE / "feed-fanout")],
+        env={**os.environ, "FEED_URL": f"http://127.0.0.1:{auth_port}/revocations/stream",
+             "FEED_TOKEN": token, "FEED_SUBSCRIBERS": str(FEED_SUBSCRIBERS),
+             "FEED_EVENTS": str(FEED_EVENTS), "FEED_TIMEOUT_SECS": "60"},
+        stdout=subprocess.PIPE, text=True)
+    assert subscribers.stdout.readline().strip() == "ready"
+    expires = int(time.time()) + 900
+
+    def resp(*args):
+        return f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+
+    commands = "".join(
+        resp("XADD", stream_key, "*", "r",
+             json.dumps({"kind": "token", "jti": f"bench-{i}", "expires_at": expires}))
+        for i in range(FEED_EVENTS))
+    subprocess.run(["redis-cli", "-u", REDIS, "--pipe"], input=commands, text=True, check=True,
+                   capture_output=True)
+    out, _ = subscribers.communicate(timeout=90)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def propagation(auth_port, books_ports, rounds=100):
@@ -342,7 +404,13 @@ def report(r):
     print(f"{'measure':<48} {'ours':>10} {'reference':>10} {'ratio':>7}  target")
     for name, ours, reference, ratio, target in rows:
         print(f"{name:<48} {ours:>10.1f} {reference:>10.1f} {ratio:>7.2f}  {target}")
-    print(f"\nGET /books/{{id}}: p50 {get['p50_ms']:.2f} ms, p99 {get['p99_ms']:.2f} ms; "
+    intro, feed = r["introspect"], r["feed_fanout"]
+    print(f"\nPOST /oauth/introspect: {intro['rps']:.0f} req/s ({intro['rps'] / get['rps']:.2f}x GET /books/{{id}}), "
+          f"p50 {intro['p50_ms']:.2f} ms, p99 {intro['p99_ms']:.2f} ms")
+    print(f"revocation feed: {feed['events_per_s']:.0f} events/s delivered to {feed['subscribers']} subscribers "
+          f"({feed['delivered']} of {feed['subscribers'] * feed['events_per_subscriber']} in {feed['seconds']:.2f} s; "
+          f"slowest subscriber got {feed['slowest_subscriber']})")
+    print(f"GET /books/{{id}}: p50 {get['p50_ms']:.2f} ms, p99 {get['p99_ms']:.2f} ms; "
           f"bare verify p50 {bare['p50_ms']:.2f} ms, p99 {bare['p99_ms']:.2f} ms")
     p = r["propagation_ms"]
     print(f"revocation propagation to both books instances: p50 {p['p50']:.2f} ms, p99 {p['p99']:.2f} ms (target p99 <= 50)")

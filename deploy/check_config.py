@@ -94,6 +94,10 @@ VARIABLES = {
         "JWKS_REFETCH_COOLDOWN": "30",
         "REVOCATION_STALENESS_MS": "5000",
         "BOOKS_ALLOW_NO_REVOCATIONS": "false",
+        "REVOCATION_FEED_URL": None,
+        "REVOCATION_FEED_CLIENT_ID": None,
+        "REVOCATION_FEED_CLIENT_SECRET": None,
+        "REVOCATION_FEED_TOKEN_URL": None,
     },
 }
 PORTS = {"auth-service": 8081, "books-service": 8082}
@@ -108,6 +112,13 @@ MUST_SET = {
 }
 # Off when unset, and fine that way.
 OPTIONAL = {"AUTH_BOOTSTRAP_ADMIN_USERNAME", "AUTH_BOOTSTRAP_ADMIN_PASSWORD", "AUTH_CLIENT_SECRET_KEY"}
+# books-service's revocation feed, the alternative to REDIS_URL where Redis is out of reach.
+OPTIONAL |= {
+    "REVOCATION_FEED_URL",
+    "REVOCATION_FEED_CLIENT_ID",
+    "REVOCATION_FEED_CLIENT_SECRET",
+    "REVOCATION_FEED_TOKEN_URL",
+}
 # In docker-compose.yml the gateway has a fixed address, which auth-service must trust so that
 # login limits see the client behind it. (Kubernetes has no fixed proxy address to list.)
 COMPOSE_MUST_SET = {"auth-service": {"AUTH_TRUSTED_PROXIES"}, "books-service": set()}
@@ -134,6 +145,7 @@ NOT_SECRET = {
     "REDIS_KEY_PREFIX",
     "ACCESS_TOKEN_TTL",
     "REFRESH_TOKEN_TTL",
+    "REVOCATION_FEED_TOKEN_URL",
 }
 
 REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")

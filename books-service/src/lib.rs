@@ -1,5 +1,6 @@
 //! books-service: CRUD on books behind local token verification. Keys come from the issuer's
-//! JWKS, revocations from a local replica fed by Redis: no call to auth-service per request.
+//! JWKS, revocations from a local copy fed by Redis or by auth-service's revocation feed: no call
+//! to auth-service per request.
 
 pub mod access;
 pub mod config;

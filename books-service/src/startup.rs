@@ -8,7 +8,7 @@ use actix_web::web;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use shared::config::{invalid, ConfigError};
 use shared::jwks_cache::JwksCache;
-use shared::revocation::{MemoryRevocations, RevocationCheck, RevocationReplica};
+use shared::revocation::{MemoryRevocations, RevocationCheck, RevocationFeed, RevocationReplica};
 use shared::{AuthContext, KeySet, Metrics, TokenVerifier};
 
 use crate::config::Settings;
@@ -44,17 +44,21 @@ impl Application {
         Self::build_with(settings, None).await
     }
 
-    /// `revocations` replaces the Redis replica: for running in one process beside auth-service
+    /// `revocations` replaces the Redis replica or the feed: for running in one process beside auth-service
     /// and sharing its in-process store.
     pub async fn build_with(
         settings: Settings,
         revocations: Option<Arc<dyn RevocationCheck>>,
     ) -> Result<Self, StartupError> {
         // Checked before anything starts, so a missing revocation source fails at once.
-        if revocations.is_none() && settings.redis_url.is_none() && !settings.allow_no_revocations {
+        if revocations.is_none()
+            && settings.redis_url.is_none()
+            && settings.revocation_feed.is_none()
+            && !settings.allow_no_revocations
+        {
             return Err(invalid(
                 "REDIS_URL",
-                "not set, so revoked tokens would be accepted; set it to the Redis auth-service revokes into, or BOOKS_ALLOW_NO_REVOCATIONS=true to run without revocation checks",
+                "not set, so revoked tokens would be accepted; set it to the Redis auth-service revokes into, or set REVOCATION_FEED_URL (with REVOCATION_FEED_CLIENT_ID and REVOCATION_FEED_CLIENT_SECRET) to follow auth-service's revocation feed, or BOOKS_ALLOW_NO_REVOCATIONS=true to run without revocation checks",
             )
             .into());
         }
@@ -65,14 +69,21 @@ impl Application {
         .await?
         .map_err(StartupError::Database)?;
 
-        let revocations: Arc<dyn RevocationCheck> = match (revocations, &settings.redis_url) {
-            (Some(shared), _) => shared,
-            (None, Some(url)) => RevocationReplica::start(
+        let revocations: Arc<dyn RevocationCheck> = match (
+            revocations,
+            &settings.redis_url,
+            &settings.revocation_feed,
+        ) {
+            (Some(shared), _, _) => shared,
+            (None, Some(url), _) => RevocationReplica::start(
                 url.clone(),
                 settings.redis_key_prefix.clone(),
                 settings.revocation_staleness,
             ),
-            (None, None) => {
+            (None, None, Some(feed)) => {
+                RevocationFeed::start(feed.clone(), settings.revocation_staleness)
+            }
+            (None, None, None) => {
                 tracing::warn!("REDIS_URL is not set and BOOKS_ALLOW_NO_REVOCATIONS=true: revoked tokens are accepted here until they expire");
                 Arc::new(MemoryRevocations::new())
             }

@@ -39,7 +39,24 @@ pub struct AuthContext {
 impl AuthContext {
     /// Verifies a token of the expected type and checks it against the revocation store.
     pub async fn verify(&self, token: &str, expected: TokenType) -> Result<Claims, TokenError> {
-        let claims = match self.verifier.verify(token, expected) {
+        let claims = self.verify_unrevoked(token, expected).await?;
+        match self.revocations.is_revoked(&claims).await {
+            Ok(false) => Ok(claims),
+            Ok(true) => Err(TokenError::Revoked),
+            Err(err) => {
+                tracing::warn!(error = %err, "revocation check failed");
+                Err(TokenError::Unavailable)
+            }
+        }
+    }
+
+    /// Signature, claims and type, fetching keys for an unknown `kid`; no revocation check.
+    async fn verify_unrevoked(
+        &self,
+        token: &str,
+        expected: TokenType,
+    ) -> Result<Claims, TokenError> {
+        Ok(match self.verifier.verify(token, expected) {
             Err(TokenError::UnknownKid) => match &self.key_refresher {
                 Some(refresher) => {
                     let kid = jsonwebtoken::decode_header(token)
@@ -52,15 +69,7 @@ impl AuthContext {
                 None => return Err(TokenError::UnknownKid),
             },
             other => other?,
-        };
-        match self.revocations.is_revoked(&claims).await {
-            Ok(false) => Ok(claims),
-            Ok(true) => Err(TokenError::Revoked),
-            Err(err) => {
-                tracing::warn!(error = %err, "revocation check failed");
-                Err(TokenError::Unavailable)
-            }
-        }
+        })
     }
 
     /// Finds, verifies and (for cookies on unsafe methods) CSRF-checks the request's token.
@@ -71,6 +80,21 @@ impl AuthContext {
     ) -> Result<(Claims, TokenSource), TokenError> {
         let (token, source) = find_token(req, expected, self.accept_cookies)?;
         let claims = self.verify(&token, expected).await?;
+        if source == TokenSource::Cookie && !is_safe(req.method()) {
+            check_csrf(req, &claims)?;
+        }
+        Ok((claims, source))
+    }
+
+    /// [`AuthContext::authenticate`] without the revocation check, for a caller that checks
+    /// revocations itself in the same atomic step as it acts (the issuer's refresh rotation).
+    async fn authenticate_unrevoked(
+        &self,
+        req: &HttpRequest,
+        expected: TokenType,
+    ) -> Result<(Claims, TokenSource), TokenError> {
+        let (token, source) = find_token(req, expected, self.accept_cookies)?;
+        let claims = self.verify_unrevoked(&token, expected).await?;
         if source == TokenSource::Cookie && !is_safe(req.method()) {
             check_csrf(req, &claims)?;
         }
@@ -170,6 +194,25 @@ impl FromRequest for RefreshClaims {
             let ctx = context(&req)?;
             let (claims, _) = ctx.authenticate(&req, TokenType::Refresh).await?;
             Ok(RefreshClaims(claims))
+        })
+    }
+}
+
+/// A refresh token verified (signature, claims, type; CSRF for a cookie) but **not** checked
+/// against revocations: only for auth-service's rotation, which checks every revocation in the
+/// same atomic step as it spends the token, so a separate check would be a wasted round trip.
+pub struct RefreshToRotate(pub Claims);
+
+impl FromRequest for RefreshToRotate {
+    type Error = TokenError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let ctx = context(&req)?;
+            let (claims, _) = ctx.authenticate_unrevoked(&req, TokenType::Refresh).await?;
+            Ok(RefreshToRotate(claims))
         })
     }
 }

@@ -16,6 +16,9 @@
 //!   Pulls in actix-web.
 //! - `redis`: `verify`, plus the Redis revocation store and the replica resource servers keep.
 //!   Pulls in redis.
+//! - `feed`: `verify`, plus `revocation::RevocationFeed`, the copy fed by auth-service's HTTP
+//!   revocation feed (snapshot, then Server-Sent Events), for verifiers that cannot reach Redis.
+//!   Pulls in nothing more than `verify`.
 //! - `server`: `actix`, plus what both services run: `server`, `telemetry`, `metrics`, `config`
 //!   and `retry_with_backoff`. Pulls in tracing-subscriber.
 //! - `db`: the diesel pool over PostgreSQL and embedded SQLite (`db`). Pulls in diesel and SQLite.
@@ -25,7 +28,8 @@
 //!   base64 and reqwest.
 //!
 //! Another Rust service verifies our tokens with `features = ["verify"]`, or `["actix"]` for the
-//! extractors; the services take `["server", "redis", "db", "openapi"]`.
+//! extractors (and `"feed"` to honour revocations without Redis); the services take
+//! `["server", "redis", "db", "openapi"]`, books-service `"feed"` as well.
 
 pub mod claims;
 #[cfg(feature = "client")]
@@ -57,7 +61,7 @@ pub mod verifier;
 pub use claims::{AccessClaims, Claims, RefreshClaims, Role, Scope, TokenType};
 pub use error::{ErrorBody, ErrorCode, TokenError};
 #[cfg(feature = "actix")]
-pub use extract::{AuthContext, MaybeAccessClaims, TokenSource};
+pub use extract::{AuthContext, MaybeAccessClaims, RefreshToRotate, TokenSource};
 #[cfg(feature = "verify")]
 pub use jwks_cache::KeyRefresher;
 #[cfg(feature = "server")]

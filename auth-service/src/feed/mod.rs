@@ -63,8 +63,9 @@ pub struct Backlog {
     pub cursor: Cursor,
 }
 
-/// How many live events a slow subscriber may fall behind before it re-reads the log.
-pub const LIVE_BUFFER: usize = 1024;
+/// How many live events a slow subscriber may fall behind before it re-reads the log (a
+/// burst of logouts reaching 50 subscribers must not send them all to Redis at once; ~2 MB).
+pub const LIVE_BUFFER: usize = 16 * 1024;
 
 /// The read side of the log.
 pub trait FeedLog: Send + Sync + 'static {

@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use shared::{AccessClaims, RefreshClaims, Role, TokenError};
+use shared::{AccessClaims, RefreshToRotate, Role, TokenError};
 
 use crate::error::AuthError;
 use crate::login::{self, argon2};
@@ -119,7 +119,9 @@ api_errors!(RefreshErrors: TOKEN + [RefreshTokenReused, CsrfFailed]);
 async fn refresh(
     state: web::Data<AppState>,
     req: HttpRequest,
-    claims: RefreshClaims,
+    // Not checked against revocations here: the rotation checks them in the same atomic step
+    // as it spends the token (one Redis round trip per refresh).
+    RefreshToRotate(claims): RefreshToRotate,
 ) -> Result<HttpResponse, AuthError> {
     let client = crate::ledger::client_fingerprint(
         &client_address(&req, &state),

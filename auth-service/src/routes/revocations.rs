@@ -125,7 +125,6 @@ async fn follow(
         sent: after,
         heartbeat: tokio::time::interval(state.feed_heartbeat),
         until,
-        opened: false,
     };
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
@@ -148,17 +147,28 @@ struct EventStream {
     sent: Cursor,
     heartbeat: tokio::time::Interval,
     until: tokio::time::Instant,
-    opened: bool,
 }
 
 impl EventStream {
-    /// The next chunk to send, or `None` when the stream ends.
-    async fn next(&mut self) -> Option<Bytes> {
-        if !self.opened {
-            self.opened = true;
-            // A first line at once, so clients and proxies see the stream open.
-            return Some(Bytes::from_static(b": open\n\n"));
+    /// What this subscriber missed, from the log; `None` (the stream ends, and the reader
+    /// resumes with `Last-Event-ID`) if the log stays unreadable.
+    async fn catch_up(&self) -> Option<Vec<FeedEvent>> {
+        for attempt in 0..3 {
+            match self.feed.since(self.sent).await {
+                Ok(backlog) => return Some(backlog.events),
+                Err(err) if attempt == 2 => {
+                    tracing::warn!(error = %err, "revocation stream: the log is unreadable; closing");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
         }
+        None
+    }
+
+    /// The next chunk to send, or `None` when the stream ends. The backlog goes first; the
+    /// heartbeat's first tick is immediate, so a comment line follows it at once (a reader that
+    /// takes any line as a sign of life is never "fresh" before it has what it missed).
+    async fn next(&mut self) -> Option<Bytes> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 if event.id <= self.sent {
@@ -174,12 +184,9 @@ impl EventStream {
                 received = self.live.recv() => match received {
                     Ok(event) => self.pending.push_back(event),
                     // Fell behind the live buffer: read what was missed from the log.
-                    Err(RecvError::Lagged(_)) => match self.feed.since(self.sent).await {
-                        Ok(backlog) => self.pending.extend(backlog.events),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "revocation stream: the log is unreadable; closing");
-                            return None;
-                        }
+                    Err(RecvError::Lagged(_)) => match self.catch_up().await {
+                        Some(events) => self.pending.extend(events),
+                        None => return None,
                     },
                     Err(RecvError::Closed) => return None,
                 },

@@ -161,6 +161,31 @@ impl Stack {
         (url, database)
     }
 
+    /// Another books-service instance, on embedded SQLite in `dir`, with auth-service's JWKS and
+    /// the `extra` settings (its revocation source); returns its base URL once it listens, ready
+    /// or not.
+    pub async fn books_instance(&self, dir: &std::path::Path, extra: &[(&str, &str)]) -> String {
+        let mut settings = vars(vec![
+            ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+            ("HTTP_WORKERS", "1".to_owned()),
+            (
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.join("books.db").display()),
+            ),
+            ("JWKS_URL", format!("{}/.well-known/jwks.json", self.auth)),
+        ]);
+        for (k, v) in extra {
+            settings.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let settings = books_service::Settings::from_vars(settings).expect("books settings");
+        let app = books_service::Application::build(settings)
+            .await
+            .expect("books-service starts");
+        let url = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        url
+    }
+
     /// A second auth-service instance on the same database, keys and Redis; returns its URL.
     pub async fn another_auth_instance(&self) -> String {
         let settings =

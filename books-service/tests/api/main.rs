@@ -3,6 +3,7 @@ mod helpers;
 mod access;
 mod attacks;
 mod books;
+mod feed;
 mod keys;
 mod openapi;
 mod revocation;

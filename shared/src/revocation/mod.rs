@@ -7,15 +7,20 @@
 //! outlives its entry.
 //!
 //! Only auth-service writes entries (its session ledger); verifiers read them through the narrow
-//! [`RevocationCheck`] trait.
+//! [`RevocationCheck`] trait, from a replica of Redis (feature `redis`) or from auth-service's
+//! HTTP revocation feed (feature `feed`).
 
 mod cutoff;
+#[cfg(feature = "feed")]
+mod feed;
 mod memory;
 mod published;
 #[cfg(feature = "redis")]
 mod redis_store;
 #[cfg(feature = "redis")]
 mod replica;
+#[cfg(feature = "feed")]
+mod sse;
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -23,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::claims::Claims;
 
 pub use cutoff::UserCutoff;
+#[cfg(feature = "feed")]
+pub use feed::{ClientSecret, FeedConfig, FeedError, RevocationFeed};
 pub use memory::MemoryRevocations;
 pub use published::Published;
 #[cfg(feature = "redis")]
