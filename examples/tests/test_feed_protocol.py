@@ -64,7 +64,6 @@ def logout(auth) -> str:
 
 
 def test_the_stream_is_sse_with_heartbeat_comments(auth, feed_token):
-    opened = time.monotonic()
     arrivals: list[float] = []
 
     def a_later_comment(_events, raw):
@@ -73,7 +72,11 @@ def test_the_stream_is_sse_with_heartbeat_comments(auth, feed_token):
             arrivals.append(time.monotonic() - opened)
         return bool(arrivals) and arrivals[-1] >= 1.5
 
-    _, raw = read_stream(auth, feed_token, timeout=16, until=a_later_comment)
+    # From the current cursor, so that no backlog comes first: an idle stream.
+    cursor = snapshot(auth, feed_token)["cursor"]
+    opened = time.monotonic()
+    _, raw = read_stream(auth, feed_token, headers={"Last-Event-ID": cursor}, timeout=16,
+                         until=a_later_comment)
     assert raw.startswith(b":"), raw  # a comment at once
     assert arrivals[0] < 1.0, arrivals
     # Then comments keep coming while idle, at most 15 s apart.
