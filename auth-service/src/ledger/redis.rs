@@ -53,7 +53,13 @@ if e ~= '' then
   json = json .. ',"except_jti":' .. cjson.encode(e)
   if s ~= 0 then json = json .. ',"strict_before_ms":' .. string.format('%.0f', s) end
 end
-json = json .. ',"expires_at":' .. string.format('%.0f', expires) .. '}'
+local verifier = math.floor(b / 1000) + tonumber(ARGV[7])
+if old then
+  local o = cjson.decode(old)
+  if tonumber(o.verifier_expires_at) then verifier = math.max(verifier, tonumber(o.verifier_expires_at)) end
+end
+json = json .. ',"expires_at":' .. string.format('%.0f', expires) ..
+  ',"verifier_expires_at":' .. string.format('%.0f', verifier) .. '}'
 redis.call('SET', KEYS[1], json, 'EXAT', string.format('%.0f', expires))
 redis.call('HINCRBY', KEYS[2], 'gen', 1)
 local cut = tonumber(redis.call('HGET', KEYS[2], 'cut') or '0')
@@ -154,6 +160,22 @@ impl RedisLedger {
         })
     }
 
+    /// An entry as stored and published: with `verifier_expires_at`, when the last access
+    /// token it matches expires (0: it can only match refresh tokens), so verifiers' replicas
+    /// keep it only that long (`shared::revocation::RevocationReplica`).
+    fn stored_json(&self, entry: &RevocationEntry, now: i64) -> Result<String, StoreUnavailable> {
+        let unreadable = |e: serde_json::Error| StoreUnavailable::Other(e.to_string());
+        let mut value = serde_json::to_value(entry).map_err(unreadable)?;
+        let verifier = self
+            .lifetimes
+            .published(entry, now)
+            .map_or(0, |published| published.expires_at());
+        if let Some(object) = value.as_object_mut() {
+            object.insert("verifier_expires_at".into(), verifier.into());
+        }
+        serde_json::to_string(&value).map_err(unreadable)
+    }
+
     /// Feed entries older than this are expired: every one lives at most an access-token
     /// lifetime (plus leeway) past the moment it was made.
     fn feed_trim_id(&self) -> String {
@@ -171,8 +193,7 @@ impl RedisLedger {
         let (session_json, session_expires, session_published) = match &presented.sid {
             Some(sid) => {
                 let entry = self.lifetimes.session_entry(sid, now);
-                let json = serde_json::to_string(&entry)
-                    .map_err(|e| StoreUnavailable::Other(e.to_string()))?;
+                let json = self.stored_json(&entry, now)?;
                 let published = match self.lifetimes.published(&entry, now) {
                     Some(published) => encode(&published)?,
                     None => String::new(),
@@ -235,8 +256,7 @@ impl SessionLedger for RedisLedger {
             // One MULTI: every entry is stored and announced, or none is.
             pipe.atomic();
             for entry in entries.iter().filter(|entry| entry.is_live(now)) {
-                let json = serde_json::to_string(entry)
-                    .map_err(|e| StoreUnavailable::Other(e.to_string()))?;
+                let json = self.stored_json(entry, now)?;
                 pipe.cmd("SET")
                     .arg(self.keys.entry(&entry.target))
                     .arg(&json)

@@ -60,3 +60,60 @@ async fn the_redis_cut_off_script_merges_like_the_rust_rule() {
         }
     }
 }
+
+/// What verifiers' replicas read: every stored entry says until when an *access* token it
+/// matches can live (`verifier_expires_at`), so they keep it an access lifetime, not a refresh
+/// lifetime; a refresh token's own entry says 0 (verifiers never see refresh tokens).
+#[tokio::test]
+async fn stored_entries_tell_verifiers_their_access_token_horizon() {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let lifetimes = Lifetimes {
+        access_ttl: 900,
+        refresh_ttl: 2_592_000,
+        leeway: 30,
+        grace: std::time::Duration::ZERO,
+    };
+    let ledger = RedisLedger::connect(&redis_url(), &prefix, lifetimes)
+        .await
+        .unwrap();
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let now = shared::now_unix();
+    let access_jti = uuid::Uuid::now_v7().to_string();
+    let refresh_jti = uuid::Uuid::now_v7().to_string();
+    let token = |jti: &str, exp: i64| RevocationEntry {
+        target: shared::Revocation::Token { jti: jti.into() },
+        expires_at: shared::entry_expiry(exp, 30),
+    };
+
+    ledger
+        .revoke(vec![
+            token(&access_jti, now + 900),
+            token(&refresh_jti, now + 2_592_000),
+            lifetimes.session_entry("s1", now),
+        ])
+        .await
+        .unwrap();
+    ledger.cut_off("u1", now * 1000, None).await.unwrap();
+
+    let stored = |key: String| {
+        let mut redis = redis.clone();
+        async move {
+            let json: String = redis.get(key).await.unwrap();
+            serde_json::from_str::<serde_json::Value>(&json).unwrap()
+        }
+    };
+    let horizon = now + 900 + 30 + 1;
+    let access = stored(format!("{prefix}revoked:token:{access_jti}")).await;
+    assert_eq!(access["verifier_expires_at"], now + 931);
+    let refresh = stored(format!("{prefix}revoked:token:{refresh_jti}")).await;
+    assert_eq!(refresh["verifier_expires_at"], 0);
+    assert_eq!(refresh["expires_at"], now + 2_592_031);
+    let session = stored(format!("{prefix}revoked:session:s1")).await;
+    assert_eq!(session["verifier_expires_at"], horizon);
+    assert!(session["expires_at"].as_i64().unwrap() > now + 2_592_000);
+    let user = stored(format!("{prefix}revoked:user:u1")).await;
+    let verifier = user["verifier_expires_at"].as_i64().unwrap();
+    assert!((horizon..=horizon + 2).contains(&verifier), "{user}");
+    let _: () = redis.del(format!("{prefix}revoked:user:u1")).await.unwrap();
+}

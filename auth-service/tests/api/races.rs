@@ -260,6 +260,12 @@ async fn refresh_until_refused(apps: [&TestApp; 2], mut current: Tokens) -> Toke
             "a refresh loop outlived the cut-off"
         );
         let response = apps[turn % 2].refresh(&current.refresh).await;
+        // A dependency too slow to answer (a loaded CI machine) is a 503: no pair was handed out,
+        // and a client retries, as this thief does.
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
         if response.status() != StatusCode::OK {
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
             return current;

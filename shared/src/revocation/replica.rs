@@ -107,9 +107,11 @@ impl RevocationReplica {
                         return Err(StoreUnavailable::Other("subscription closed".into()));
                     };
                     // A message we cannot read might revoke something: resync rather than skip it.
-                    let entry = serde_json::from_slice::<RevocationEntry>(message.get_payload_bytes())
+                    let entry = serde_json::from_slice::<StoredEntry>(message.get_payload_bytes())
                         .map_err(|e| StoreUnavailable::Other(format!("malformed revocation message: {e}")))?;
-                    self.entries.apply(entry);
+                    if let Some(entry) = entry.for_verifiers() {
+                        self.entries.apply(entry);
+                    }
                 }
                 _ = heartbeat.tick() => {
                     // In subscribed mode PING answers ["pong", ""], hence `Value`.
@@ -122,6 +124,29 @@ impl RevocationReplica {
                 }
             }
         }
+    }
+}
+
+/// An entry as auth-service stores and publishes it. `verifier_expires_at` is when the last
+/// *access* token it matches expires (plus leeway): a verifier never sees refresh tokens, so it
+/// keeps the entry only that long — at most an access-token lifetime, not the refresh lifetime
+/// the issuer keeps it for — and not at all when it is 0 (it can only match refresh tokens).
+/// Entries written before the field existed keep their full life.
+#[derive(serde::Deserialize)]
+struct StoredEntry {
+    #[serde(flatten)]
+    entry: RevocationEntry,
+    #[serde(default)]
+    verifier_expires_at: Option<i64>,
+}
+
+impl StoredEntry {
+    fn for_verifiers(self) -> Option<RevocationEntry> {
+        let mut entry = self.entry;
+        if let Some(until) = self.verifier_expires_at {
+            entry.expires_at = entry.expires_at.min(until);
+        }
+        entry.is_live(crate::now_unix()).then_some(entry)
     }
 }
 
@@ -147,9 +172,10 @@ async fn load_all(
                 .query_async(connection)
                 .await?;
             for json in values.iter().flatten() {
-                entries.push(serde_json::from_str(json).map_err(|e| {
+                let stored: StoredEntry = serde_json::from_str(json).map_err(|e| {
                     StoreUnavailable::Other(format!("unreadable revocation entry: {e}"))
-                })?);
+                })?;
+                entries.extend(stored.for_verifiers());
             }
         }
         if next == 0 {
@@ -187,5 +213,35 @@ impl RevocationCheck for RevocationReplica {
 
     fn kind(&self) -> &'static str {
         "redis-replica"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifiers_keep_an_entry_only_as_long_as_an_access_token_it_matches() {
+        let now = crate::now_unix();
+        let parse = |json: String| {
+            serde_json::from_str::<StoredEntry>(&json)
+                .unwrap()
+                .for_verifiers()
+                .map(|e| e.expires_at)
+        };
+        let session = |extra: &str| {
+            format!(
+                r#"{{"kind":"session","sid":"s","expires_at":{}{extra}}}"#,
+                now + 2_592_031
+            )
+        };
+        assert_eq!(
+            parse(session(&format!(r#","verifier_expires_at":{}"#, now + 931))),
+            Some(now + 931)
+        );
+        // Only refresh tokens can match it: not kept at all.
+        assert_eq!(parse(session(r#","verifier_expires_at":0"#)), None);
+        // Written before the field existed: its full life.
+        assert_eq!(parse(session("")), Some(now + 2_592_031));
     }
 }
