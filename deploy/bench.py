@@ -402,7 +402,9 @@ def peer_environment(peer_dir):
     versions = subprocess.run([str(python), "-m", "pip", "freeze"], check=True, capture_output=True,
                               text=True).stdout.split()
     node_modules = None
-    if (peer_dir / "node_peer.js").exists() and shutil.which("node") and shutil.which("npm"):
+    if (peer_dir / "node_peer.js").exists() and not (shutil.which("node") and shutil.which("npm")):
+        print("node_peer.js found but node or npm is missing: the Node peer is skipped", file=sys.stderr)
+    elif (peer_dir / "node_peer.js").exists():
         node = out / "peer-node"
         node_modules = node / "node_modules"
         if not all((node_modules / name.split("@")[0]).exists() for name in PEER_NPM):
