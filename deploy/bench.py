@@ -4,7 +4,8 @@ books, load from wrk, every figure compared in the same run as a ratio to its ce
 
 Run it through deploy/bench.sh (which builds first). Needs wrk, psql, a PostgreSQL server that
 accepts `postgres` without a password on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (the same
-as the tests). Prints a table and writes JSON to $CARGO_TARGET_DIR/bench/results.json.
+as the tests). Prints a table and writes JSON to $CARGO_TARGET_DIR/bench/results.json; the
+services' logs of the last run are in $CARGO_TARGET_DIR/bench/logs.
 Standard library only. With BENCH_PERF=1 each load phase is also recorded system-wide with
 `perf record` and summarised by process and symbol in $CARGO_TARGET_DIR/bench/perf-<phase>.txt.
 
@@ -49,6 +50,7 @@ CORES = os.cpu_count() or 1
 # Concurrent refresh chains (one wrk thread and connection each).
 REFRESH_CHAINS = 16
 PERF = os.environ.get("BENCH_PERF") == "1"
+LOGS = TARGET / "bench" / "logs"
 PEER_DIR = os.environ.get("BENCH_PEER_DIR")
 BOOKS = 10000
 # What the peers' README installs (unpinned there; the versions used are in results.json), and
@@ -88,10 +90,11 @@ class Service:
 
     def __init__(self, name, argv, env):
         self.name, self.port = name, int(env["LISTEN_ADDR"].rsplit(":", 1)[1])
+        # The services log to stdout; kept so that non-2xx answers under load can be explained.
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log = open(LOGS / f"{name}-{self.port}.log", "wb")
         started = time.monotonic()
-        self.process = subprocess.Popen(
-            argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL
-        )
+        self.process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=self.log)
         deadline = started + 60
         while True:
             try:
@@ -116,6 +119,7 @@ class Service:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        self.log.close()
 
 
 @contextlib.contextmanager
@@ -216,6 +220,7 @@ def main():
     tokens_figures = json.loads((TARGET / "bench-tokens.json").read_text())
     work = Path(tempfile.mkdtemp(prefix="authbooks-bench-"))
     run_id = uuid.uuid4().hex[:12]
+    shutil.rmtree(LOGS, ignore_errors=True)
     databases = [f"bench_auth_{run_id}", f"bench_books_{run_id}"]
     for db in databases:
         psql("postgres", f"CREATE DATABASE {db}")
@@ -437,7 +442,7 @@ def run_peers(peer_dir, work, database, services, our_get):
     scripts = {name: work / f"peer-{name}.lua" for name in ("get", "refresh", "login")}
     for name, text in (("get", LUA_GET), ("refresh", LUA_REFRESH), ("login", LUA_LOGIN)):
         scripts[name].write_text(text)
-    log = open(work / "peers.log", "ab")
+    log = open(LOGS / "peers.log", "ab")
     results = {"dir_files": sorted(p.name for p in peer_dir.iterdir() if p.is_file()),
                "versions": versions, "books": len(ids)}
 
@@ -592,7 +597,7 @@ def report(r):
     if r.get("login_non_2xx"):
         errors["login"] = r["login_non_2xx"]
     if errors:
-        print(f"non-2xx answers during load: {errors}")
+        print(f"non-2xx answers during load: {errors} (service logs: {LOGS})")
     out = TARGET / "bench" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(r, indent=2))
@@ -624,7 +629,7 @@ def report_peers(r):
     errors = {f"{peer} {key}": v["non_2xx"] for peer in ("flask", "node") for key, v in peers.get(peer, {}).items()
               if isinstance(v, dict) and v.get("non_2xx")}
     if errors:
-        print(f"peers' non-2xx answers during load: {errors}")
+        print(f"peers' non-2xx answers during load: {errors} (logs: {LOGS})")
     rss = ", ".join(f"{peer} {peers[peer]['rss_kb']['after'] / 1024:.0f} MB" for peer in ("flask", "node")
                     if peer in peers)
     print(f"peers' RSS after their runs (all workers): {rss}")
