@@ -4,9 +4,20 @@ books, load from wrk, every figure compared in the same run as a ratio to its ce
 
 Run it through deploy/bench.sh (which builds first). Needs wrk, psql, a PostgreSQL server that
 accepts `postgres` without a password on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (the same
-as the tests). Prints a table and writes JSON to $CARGO_TARGET_DIR/bench/results.json.
+as the tests). Prints a table and writes JSON to $CARGO_TARGET_DIR/bench/results.json; the
+services' logs of the last run are in $CARGO_TARGET_DIR/bench/logs.
 Standard library only. With BENCH_PERF=1 each load phase is also recorded system-wide with
 `perf record` and summarised by process and symbol in $CARGO_TARGET_DIR/bench/perf-<phase>.txt.
+
+Peer phase (optional): BENCH_PEER_DIR names a directory holding the seeds' design as services,
+`flask_peer.py` (Flask-JWT-Extended: login, refresh, GET /books/<id>), its RS256 key pair
+`peer_private.pem` / `peer_public.pem` and, optionally, `node_peer.js` (node:http + jose, GET
+only). Its Python dependencies go into a venv at $CARGO_TARGET_DIR/bench/peer-venv and the Node
+ones (`npm install`) into $CARGO_TARGET_DIR/bench/peer-node; both need the package registries
+the first time. After our phases, the Flask peer runs under gunicorn with 5 workers and the Node
+peer with one cluster worker per core, on their own PostgreSQL database holding as many books
+as ours and on the same Redis; each is driven with the same wrk scripts, connections and
+duration as ours, and the table gains our/peer ratios.
 """
 
 import base64
@@ -39,6 +50,17 @@ CORES = os.cpu_count() or 1
 # Concurrent refresh chains (one wrk thread and connection each).
 REFRESH_CHAINS = 16
 PERF = os.environ.get("BENCH_PERF") == "1"
+LOGS = TARGET / "bench" / "logs"
+PEER_DIR = os.environ.get("BENCH_PEER_DIR")
+BOOKS = 10000
+# What the peers' README installs (unpinned there; the versions used are in results.json), and
+# cryptography, which PyJWT needs for RS256 and the README leaves out.
+PEER_PIP = ["flask-jwt-extended", "flask-sqlalchemy", "gunicorn", "redis", "psycopg2-binary",
+            "cryptography"]
+PEER_NPM = ["jose@5", "pg@8", "ioredis@5"]
+PEER_USER, PEER_PASSWORD = "bench", "bench-password-1"
+# GET targets against the peers, as ratios of requests/s.
+PEER_TARGETS = {"flask": 25.0, "node": 5.0}
 
 
 def free_port():
@@ -68,10 +90,11 @@ class Service:
 
     def __init__(self, name, argv, env):
         self.name, self.port = name, int(env["LISTEN_ADDR"].rsplit(":", 1)[1])
+        # The services log to stdout; kept so that non-2xx answers under load can be explained.
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log = open(LOGS / f"{name}-{self.port}.log", "wb")
         started = time.monotonic()
-        self.process = subprocess.Popen(
-            argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL
-        )
+        self.process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=self.log)
         deadline = started + 60
         while True:
             try:
@@ -96,6 +119,7 @@ class Service:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        self.log.close()
 
 
 @contextlib.contextmanager
@@ -122,11 +146,11 @@ def profiled(phase):
                                stdout=report, stderr=subprocess.DEVNULL, check=False)
 
 
-def wrk(port, seconds, connections, script, env, threads=2):
+def wrk(port, seconds, connections, script, env, threads=2, path=""):
     """Runs wrk with a Lua script; requests/s, p50 and p99 in ms, and the non-2xx count."""
     out = subprocess.run(
         ["wrk", "--latency", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-         "-s", str(script), f"http://127.0.0.1:{port}"],
+         "-s", str(script), f"http://127.0.0.1:{port}{path}"],
         env={**os.environ, **env}, capture_output=True, text=True, check=True,
     ).stdout
 
@@ -196,6 +220,7 @@ def main():
     tokens_figures = json.loads((TARGET / "bench-tokens.json").read_text())
     work = Path(tempfile.mkdtemp(prefix="authbooks-bench-"))
     run_id = uuid.uuid4().hex[:12]
+    shutil.rmtree(LOGS, ignore_errors=True)
     databases = [f"bench_auth_{run_id}", f"bench_books_{run_id}"]
     for db in databases:
         psql("postgres", f"CREATE DATABASE {db}")
@@ -239,11 +264,11 @@ def run(work, run_id, databases, services, ceilings):
     services.append(bare)
 
     # 10 000 books, written straight into the table (UUIDs from md5, like the service's text ids).
-    psql(databases[1], """
+    psql(databases[1], f"""
         INSERT INTO books (id, title, author, isbn, published_year, created_at, updated_at, version)
         SELECT uuid_in(md5(i::text)::cstring)::text, 'Book ' || i, 'Author ' || (i % 100),
                NULL, 1900 + (i % 120), 0, 0, 1
-        FROM generate_series(1, 10000) AS i""")
+        FROM generate_series(1, {BOOKS}) AS i""")
     ids_file = work / "ids.txt"
     ids = subprocess.run(["psql", f"{PG}/{databases[1]}", "-At", "-c", "SELECT id FROM books"],
                          check=True, capture_output=True, text=True).stdout.split()
@@ -315,6 +340,153 @@ def run(work, run_id, databases, services, ceilings):
                  for i, s in enumerate(services)},
     }
     results["ready_ms"] = {"auth-service": auth.ready_ms, "books-service": books[0].ready_ms}
+    if PEER_DIR:
+        databases.append(f"bench_peer_{run_id}")
+        psql("postgres", f"CREATE DATABASE {databases[-1]}")
+        results["peers"] = run_peers(
+            Path(PEER_DIR).resolve(), work, databases[-1], services,
+            lambda: wrk(books[0].port, SECONDS, 32, scripts["get"], {**get_env, "BENCH_PATH": "/books/"}))
+    return results
+
+
+class PeerProcess:
+    """A peer server in its own process group (gunicorn's or Node's workers go with it)."""
+
+    def __init__(self, name, argv, env, cwd, log):
+        self.name = name
+        self.process = subprocess.Popen(argv, env={**os.environ, **env}, cwd=cwd,
+                                        stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+
+    def rss_kb(self):
+        """Current RSS of the process and all its descendants, in KiB."""
+        total, pending = 0, [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text()
+                total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pending += [int(c) for c in (task / "children").read_text().split()]
+        return total
+
+    def stop(self):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, 15)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
+            self.process.wait()
+
+
+def wait_for(what, probe, process, seconds=60):
+    """Calls `probe` until it returns a true value; gives up if `process` exits."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited while starting")
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            value = probe()
+            if value:
+                return value
+        time.sleep(0.2)
+    raise SystemExit(f"{what} did not become ready")
+
+
+def peer_environment(peer_dir):
+    """The venv (and node_modules) the peers need, created once under $CARGO_TARGET_DIR/bench."""
+    out = TARGET / "bench"
+    venv = out / "peer-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    if subprocess.run([str(python), "-c", "import flask_jwt_extended, flask_sqlalchemy, gunicorn, "
+                       "redis, psycopg2, cryptography"], capture_output=True).returncode != 0:
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PEER_PIP], check=True)
+    versions = subprocess.run([str(python), "-m", "pip", "freeze"], check=True, capture_output=True,
+                              text=True).stdout.split()
+    node_modules = None
+    if (peer_dir / "node_peer.js").exists() and not (shutil.which("node") and shutil.which("npm")):
+        print("node_peer.js found but node or npm is missing: the Node peer is skipped", file=sys.stderr)
+    elif (peer_dir / "node_peer.js").exists():
+        node = out / "peer-node"
+        node_modules = node / "node_modules"
+        if not all((node_modules / name.split("@")[0]).exists() for name in PEER_NPM):
+            node.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["npm", "install", "--prefix", str(node), "--no-audit", "--no-fund",
+                            "--silent", *PEER_NPM], check=True)
+        versions += [f"node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()}"]
+        versions += [f"{name}=={json.loads((node_modules / name / 'package.json').read_text())['version']}"
+                     for name in ("jose", "pg", "ioredis")]
+    return python, node_modules, versions
+
+
+def run_peers(peer_dir, work, database, services, our_get):
+    """GET (both peers), refresh and login (Flask peer) with our phases' wrk scripts and shapes.
+    Our GET is measured again (`our_get`) right before each peer's, so each GET ratio compares
+    neighbouring runs on the shared cores."""
+    if not (peer_dir / "flask_peer.py").exists():
+        raise SystemExit(f"BENCH_PEER_DIR={peer_dir}: no flask_peer.py there")
+    python, node_modules, versions = peer_environment(peer_dir)
+    db_url = f"{PG}/{database}".replace("postgres://", "postgresql+psycopg2://", 1) + PG_OPTIONS
+    env = {"PEER_DB": db_url, "PEER_REDIS": REDIS,
+           "PEER_KEY": str(peer_dir / "peer_private.pem"), "PEER_PUB": str(peer_dir / "peer_public.pem")}
+    # The peer's own seeding (tables, its bench user), with as many books as ours.
+    subprocess.run([str(python), "-c", f"import flask_peer; flask_peer.seed({BOOKS})"], cwd=peer_dir,
+                   env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+    ids = subprocess.run(["psql", f"{PG}/{database}", "-At", "-c", "SELECT id FROM book"],
+                         check=True, capture_output=True, text=True).stdout.split()
+    ids_file = work / "peer-ids.txt"
+    ids_file.write_text("\n".join(ids) + "\n")
+    scripts = {name: work / f"peer-{name}.lua" for name in ("get", "refresh", "login")}
+    for name, text in (("get", LUA_GET), ("refresh", LUA_REFRESH), ("login", LUA_LOGIN)):
+        scripts[name].write_text(text)
+    log = open(LOGS / "peers.log", "ab")
+    results = {"dir_files": sorted(p.name for p in peer_dir.iterdir() if p.is_file()),
+               "versions": versions, "books": len(ids)}
+
+    flask_port = free_port()
+    flask = PeerProcess("flask-peer", [str(python), "-m", "gunicorn", "-w", "5", "-b",
+                                       f"127.0.0.1:{flask_port}", "flask_peer:app"],
+                        env, peer_dir, log)
+    services.append(flask)
+    credentials = {"username": PEER_USER, "password": PEER_PASSWORD}
+
+    def login():
+        status, pair = request(flask_port, "POST", "/auth/login", credentials)
+        return pair if status == 200 else None
+
+    pair = wait_for("the Flask peer", login, flask.process)
+    get_env = {"BENCH_IDS": str(ids_file), "BENCH_TOKEN": pair["access_token"], "BENCH_PATH": "/books/"}
+    flask_idle = flask.rss_kb()
+    flask_results = {"our_get_book": our_get(),
+                     "get_book": wrk(flask_port, SECONDS, 32, scripts["get"], get_env)}
+    chains = {f"BENCH_RT_{n}": login()["refresh_token"] for n in range(1, REFRESH_CHAINS + 1)}
+    flask_results["refresh"] = wrk(flask_port, SECONDS, REFRESH_CHAINS, scripts["refresh"], chains,
+                                   threads=REFRESH_CHAINS)
+    flask_results["login"] = wrk(flask_port, SECONDS, 8, scripts["login"],
+                                 {"BENCH_LOGIN": json.dumps(credentials)}, path="/auth/login")
+    flask_results["rss_kb"] = {"idle": flask_idle, "after": flask.rss_kb()}
+    results["flask"] = flask_results
+
+    if node_modules is not None:
+        node_port = free_port()
+        node = PeerProcess("node-peer", ["node", str(peer_dir / "node_peer.js")],
+                           {**env, "PORT": str(node_port), "PEER_DB": f"{PG}/{database}{PG_OPTIONS}",
+                            "NODE_PATH": str(node_modules)}, peer_dir, log)
+        services.append(node)
+        wait_for("the Node peer",
+                 lambda: request(node_port, "GET", f"/books/{ids[0]}", token=pair["access_token"])[0] == 200,
+                 node.process)
+        results["node"] = {"our_get_book": our_get(),
+                           "get_book": wrk(node_port, SECONDS, 32, scripts["get"], get_env),
+                           "rss_kb": {"after": node.rss_kb()}}
+        node.stop()
+        services.remove(node)
+    flask.stop()
+    services.remove(flask)
+    log.close()
     return results
 
 
@@ -419,15 +591,48 @@ def report(r):
         print(f"RSS {kind}: {figures} (targets: idle <= 30, loaded <= 80)")
     ready = ", ".join(f"{k} {v:.0f} ms" for k, v in r["ready_ms"].items())
     print(f"start to /readyz 200: {ready} (target <= 300)")
+    if "peers" in r:
+        report_peers(r)
     errors = {k: v["non_2xx"] for k, v in r.items() if isinstance(v, dict) and v.get("non_2xx")}
     if r.get("login_non_2xx"):
         errors["login"] = r["login_non_2xx"]
     if errors:
-        print(f"non-2xx answers during load: {errors}")
+        print(f"non-2xx answers during load: {errors} (service logs: {LOGS})")
     out = TARGET / "bench" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(r, indent=2))
     print(f"\nJSON: {out}")
+
+
+def report_peers(r):
+    peers = r["peers"]
+    ours = {"get_book": r["get_book"]["rps"], "refresh": r["refresh"]["rps"], "login": r["login_rps"]}
+    labels = {"get_book": "GET /books/{id}", "refresh": "POST /auth/refresh",
+              "login": "POST /auth/login"}
+    print(f"\nthe peers (BENCH_PEER_DIR), same wrk scripts, connections and {r['seconds']} s, "
+          f"{peers['books']} books (req/s):\n")
+    print(f"{'measure':<30} {'ours':>9} {'peer':>9} {'ours/peer':>9}  target")
+    for peer in ("flask", "node"):
+        if peer not in peers:
+            continue
+        for key, label in labels.items():
+            figure = peers[peer].get(key)
+            if not figure:
+                continue
+            # GET: our run just before the peer's; refresh and login: our main phases.
+            mine = peers[peer]["our_get_book"]["rps"] if key == "get_book" else ours[key]
+            ratio = mine / figure["rps"]
+            target = ""
+            if key == "get_book" and peer in PEER_TARGETS:
+                target = f">= {PEER_TARGETS[peer]:g}x: " + ("met" if ratio >= PEER_TARGETS[peer] else "MISSED")
+            print(f"{label + ' vs ' + peer:<30} {mine:>9.1f} {figure['rps']:>9.1f} {ratio:>8.1f}x  {target}")
+    errors = {f"{peer} {key}": v["non_2xx"] for peer in ("flask", "node") for key, v in peers.get(peer, {}).items()
+              if isinstance(v, dict) and v.get("non_2xx")}
+    if errors:
+        print(f"peers' non-2xx answers during load: {errors} (logs: {LOGS})")
+    rss = ", ".join(f"{peer} {peers[peer]['rss_kb']['after'] / 1024:.0f} MB" for peer in ("flask", "node")
+                    if peer in peers)
+    print(f"peers' RSS after their runs (all workers): {rss}")
 
 
 if __name__ == "__main__":
