@@ -40,6 +40,11 @@ impl AuthContext {
     /// Verifies a token of the expected type and checks it against the revocation store.
     pub async fn verify(&self, token: &str, expected: TokenType) -> Result<Claims, TokenError> {
         let claims = self.verify_unrevoked(token, expected).await?;
+        self.check_revocations(claims).await
+    }
+
+    /// The claims back if no revocation matches them; fails closed when the store cannot answer.
+    async fn check_revocations(&self, claims: Claims) -> Result<Claims, TokenError> {
         match self.revocations.is_revoked(&claims).await {
             Ok(false) => Ok(claims),
             Ok(true) => Err(TokenError::Revoked),
@@ -72,18 +77,15 @@ impl AuthContext {
         })
     }
 
-    /// Finds, verifies and (for cookies on unsafe methods) CSRF-checks the request's token.
+    /// Finds, verifies, (for cookies on unsafe methods) CSRF-checks and then checks against
+    /// revocations the request's token: the cheap local checks before the store's.
     pub async fn authenticate(
         &self,
         req: &HttpRequest,
         expected: TokenType,
     ) -> Result<(Claims, TokenSource), TokenError> {
-        let (token, source) = find_token(req, expected, self.accept_cookies)?;
-        let claims = self.verify(&token, expected).await?;
-        if source == TokenSource::Cookie && !is_safe(req.method()) {
-            check_csrf(req, &claims)?;
-        }
-        Ok((claims, source))
+        let (claims, source) = self.authenticate_unrevoked(req, expected).await?;
+        Ok((self.check_revocations(claims).await?, source))
     }
 
     /// [`AuthContext::authenticate`] without the revocation check, for a caller that checks

@@ -6,22 +6,32 @@ use shared::{RevocationEntry, UserCutoff};
 
 use crate::helpers::redis_url;
 
-/// Every sequence of three cut-offs from a set that mixes "everything" and "all but one token"
-/// at real millisecond timestamps: the entry the script stores is the Rust merge of them all.
-#[tokio::test]
-async fn the_redis_cut_off_script_merges_like_the_rust_rule() {
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    let lifetimes = Lifetimes {
-        access_ttl: 30,
-        refresh_ttl: 60,
-        leeway: 1,
+fn lifetimes(access_ttl: u64, refresh_ttl: u64, leeway: u64) -> Lifetimes {
+    Lifetimes {
+        access_ttl,
+        refresh_ttl,
+        leeway,
         grace: std::time::Duration::ZERO,
-    };
+    }
+}
+
+/// A ledger under a fresh key prefix, and a plain connection to read what it stored.
+async fn ledger(lifetimes: Lifetimes) -> (String, RedisLedger, redis::aio::MultiplexedConnection) {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
     let ledger = RedisLedger::connect(&redis_url(), &prefix, lifetimes)
         .await
         .unwrap();
     let client = redis::Client::open(redis_url()).unwrap();
-    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let redis = client.get_multiplexed_async_connection().await.unwrap();
+    (prefix, ledger, redis)
+}
+
+/// Every sequence of three cut-offs from a set that mixes "everything" and "all but one token"
+/// at real millisecond timestamps: the entry the script stores is the Rust merge of them all.
+#[tokio::test]
+async fn the_redis_cut_off_script_merges_like_the_rust_rule() {
+    let lifetimes = lifetimes(30, 60, 1);
+    let (prefix, ledger, mut redis) = ledger(lifetimes).await;
     let base = chrono::Utc::now().timestamp_millis();
     let cuts: Vec<(i64, Option<&str>)> = vec![
         (base + 10, None),
@@ -66,18 +76,8 @@ async fn the_redis_cut_off_script_merges_like_the_rust_rule() {
 /// lifetime; a refresh token's own entry says 0 (verifiers never see refresh tokens).
 #[tokio::test]
 async fn stored_entries_tell_verifiers_their_access_token_horizon() {
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    let lifetimes = Lifetimes {
-        access_ttl: 900,
-        refresh_ttl: 2_592_000,
-        leeway: 30,
-        grace: std::time::Duration::ZERO,
-    };
-    let ledger = RedisLedger::connect(&redis_url(), &prefix, lifetimes)
-        .await
-        .unwrap();
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let lifetimes = lifetimes(900, 2_592_000, 30);
+    let (prefix, ledger, mut redis) = ledger(lifetimes).await;
     let now = shared::now_unix();
     let access_jti = uuid::Uuid::now_v7().to_string();
     let refresh_jti = uuid::Uuid::now_v7().to_string();
