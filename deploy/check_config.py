@@ -86,6 +86,7 @@ VARIABLES = {
         "AUTH_LOGIN_LIMIT_USERNAME": "5",
         "AUTH_LOGIN_LIMIT_ADDRESS": "100",
         "AUTH_REGISTER_LIMIT_ADDRESS": "10",
+        "AUTH_PASSWORD_MIN_SCORE": "3",
     },
     "books-service": {
         **COMMON,
@@ -146,6 +147,7 @@ NOT_SECRET = {
     "ACCESS_TOKEN_TTL",
     "REFRESH_TOKEN_TTL",
     "REVOCATION_FEED_TOKEN_URL",
+    "AUTH_PASSWORD_MIN_SCORE",
 }
 
 REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")

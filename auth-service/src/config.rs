@@ -10,6 +10,8 @@ use shared::config::{invalid, Env};
 use shared::db::DatabaseUrl;
 use shared::VerifierConfig;
 
+use crate::password_policy::PasswordPolicy;
+
 /// A secret that never prints.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -50,6 +52,8 @@ pub struct Settings {
     pub access_ttl: u64,
     pub refresh_ttl: u64,
     pub bootstrap_admin: Option<BootstrapAdmin>,
+    /// The strength a new password must have (`AUTH_PASSWORD_MIN_SCORE`).
+    pub password_policy: PasswordPolicy,
     /// The key client secrets are hashed with; `None`: a key file in the keys directory.
     pub client_secret_key: Option<Secret>,
     /// `Secure` on auth cookies; turn off only for local plain-http use.
@@ -132,6 +136,19 @@ impl Settings {
                 ))
             }
         };
+        let password_policy = match get("AUTH_PASSWORD_MIN_SCORE") {
+            None => PasswordPolicy::default(),
+            Some(raw) => raw
+                .parse::<u8>()
+                .ok()
+                .and_then(|score| PasswordPolicy::with_min_score(score).ok())
+                .ok_or_else(|| {
+                    invalid(
+                        "AUTH_PASSWORD_MIN_SCORE",
+                        format!("expected a zxcvbn score from 0 to 4, got {raw:?}"),
+                    )
+                })?,
+        };
         let cookie_secure = match get("AUTH_COOKIE_SECURE") {
             None | Some("true") | Some("1") => true,
             Some("false") | Some("0") => false,
@@ -149,6 +166,7 @@ impl Settings {
             access_ttl,
             refresh_ttl,
             bootstrap_admin,
+            password_policy,
             client_secret_key: get("AUTH_CLIENT_SECRET_KEY").map(Secret::new),
             cookie_secure,
             jwks_max_age,
@@ -207,6 +225,20 @@ mod tests {
             ),
             (5, 100, 10)
         );
+        assert_eq!(s.password_policy.min_score(), 3);
+    }
+
+    #[test]
+    fn the_password_minimum_score_is_0_to_4() {
+        let s = Settings::from_vars(vars(&[("AUTH_PASSWORD_MIN_SCORE", "4")])).unwrap();
+        assert_eq!(s.password_policy.min_score(), 4);
+        let s = Settings::from_vars(vars(&[("AUTH_PASSWORD_MIN_SCORE", "0")])).unwrap();
+        assert_eq!(s.password_policy.min_score(), 0);
+        for bad in ["5", "-1", "3.5", "strong"] {
+            let err = Settings::from_vars(vars(&[("AUTH_PASSWORD_MIN_SCORE", bad)])).unwrap_err();
+            assert_eq!(err.var, "AUTH_PASSWORD_MIN_SCORE", "{bad}");
+            assert!(err.to_string().contains("0 to 4"), "{err}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod login;
 pub mod oauth;
 pub mod password;
+pub mod password_policy;
 pub mod pause;
 pub mod routes;
 pub mod schema;

@@ -9,6 +9,7 @@ use crate::error::AuthError;
 use crate::ledger::{Rotation, RotationRequest};
 use crate::login::argon2;
 use crate::password::{self, Verdict};
+use crate::password_policy::hash_new_password;
 use crate::pause::points;
 use crate::state::AppState;
 use crate::tokens::{Subject, TokenPair};
@@ -139,9 +140,14 @@ pub async fn change_password(
         return Err(AuthError::InvalidCredentials);
     }
     state.throttle.password_verified(attempt).await?;
-    let hash = argon2(move || password::hash(&new_password))
-        .await?
-        .map_err(|e| AuthError::unexpected("hashing the new password", e))?;
+    // After the current password: only its owner learns whether a new one is strong enough.
+    let hash = hash_new_password(
+        state.password_policy,
+        &user.username,
+        new_password,
+        "new_password",
+    )
+    .await?;
     state.pauses.pass(points::PASSWORD_BEFORE_CUTOFF).await;
     // A write that timed out may still land, so even the first failure cannot promise that
     // nothing changed: only that the password did not.

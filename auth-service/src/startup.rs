@@ -16,6 +16,7 @@ use crate::error::AuthError;
 use crate::feed::{FeedLog, MemoryFeed, RedisFeed};
 use crate::keys::{KeyPolicy, KeyStore};
 use crate::ledger::{Lifetimes, MemoryLedger, RedisLedger, SessionLedger};
+use crate::password_policy::PasswordPolicy;
 use crate::pause::PausePoints;
 use crate::routes;
 use crate::state::AppState;
@@ -97,7 +98,13 @@ impl Application {
         let users = UserStore::new(pool);
         crate::password::warm_up();
         if let Some(admin) = &settings.bootstrap_admin {
-            bootstrap_admin(&users, &admin.username, admin.password.expose()).await?;
+            bootstrap_admin(
+                &users,
+                settings.password_policy,
+                &admin.username,
+                admin.password.expose(),
+            )
+            .await?;
         }
 
         let verifier = TokenVerifier::new(
@@ -141,6 +148,7 @@ impl Application {
                 settings.trusted_proxies.clone(),
                 metrics.clone().into_inner(),
             ),
+            password_policy: settings.password_policy,
             cookie_secure: settings.cookie_secure,
             public_url: settings.public_url.clone(),
             pauses: pauses.clone(),
@@ -279,9 +287,12 @@ fn memory_stores(store: Arc<MemoryRevocations>, lifetimes: Lifetimes) -> Revocat
     }
 }
 
-/// Creates the configured admin unless that username already exists.
+/// Creates the configured admin unless that username already exists. Its password must pass the
+/// password policy like any new password, even when the admin exists already: a weak configured
+/// password is a configuration error either way.
 async fn bootstrap_admin(
     users: &UserStore,
+    policy: PasswordPolicy,
     username: &str,
     password: &str,
 ) -> Result<(), StartupError> {
@@ -289,6 +300,14 @@ async fn bootstrap_admin(
         .map_err(|p| StartupError(format!("AUTH_BOOTSTRAP_ADMIN_USERNAME: {p}")))?;
     let password = Password::parse(password)
         .map_err(|p| StartupError(format!("AUTH_BOOTSTRAP_ADMIN_PASSWORD: {p}")))?;
+    let checked = {
+        let (username, password) = (username.clone(), password.clone());
+        tokio::task::spawn_blocking(move || policy.check(username.as_str(), &password))
+    };
+    checked
+        .await
+        .map_err(|e| StartupError(e.to_string()))?
+        .map_err(|refusal| StartupError(format!("AUTH_BOOTSTRAP_ADMIN_PASSWORD: {refusal}")))?;
     let existing = users
         .by_username(username.as_str().to_owned())
         .await

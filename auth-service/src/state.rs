@@ -8,6 +8,7 @@ use shared::{AuthContext, Metrics};
 use crate::clients::ServiceAccounts;
 use crate::feed::FeedLog;
 use crate::ledger::{Lifetimes, SessionLedger};
+use crate::password_policy::PasswordPolicy;
 use crate::pause::PausePoints;
 use crate::store::UserStore;
 use crate::throttle::Throttle;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub jwks_max_age: u64,
     /// Attempt counters for login, registration and password change; knows the trusted proxies.
     pub throttle: Throttle,
+    /// The strength rule of a new password (registration and password change).
+    pub password_policy: PasswordPolicy,
     pub cookie_secure: bool,
     pub public_url: String,
     /// Test hooks; unarmed in production.

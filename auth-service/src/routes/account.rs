@@ -46,6 +46,8 @@ async fn logout_all(
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordChange {
     current_password: String,
+    /// 8-128 characters; must not contain the username and must reach the zxcvbn score
+    /// `AUTH_PASSWORD_MIN_SCORE` (3 by default).
     new_password: String,
 }
 
@@ -65,7 +67,10 @@ api_errors!(
 
 /// Change the caller's password (fresh token); every other session ends
 ///
-/// `new_password` is 8-128 characters; a wrong `current_password` is `invalid_credentials`.
+/// `new_password` is 8-128 characters, must not contain the username and must reach the zxcvbn
+/// strength score `AUTH_PASSWORD_MIN_SCORE` (3 of 0-4 by default); a refused one is
+/// `422 validation_failed` with the estimator's feedback in `fields.new_password`, answered only
+/// once `current_password` is right. A wrong `current_password` is `invalid_credentials`.
 /// The token that made the change stays valid until it expires. Throttled per user and per
 /// client address like login; a locked attempt is refused before any password work.
 #[utoipa::path(

@@ -5,8 +5,8 @@ use serde::Deserialize;
 use shared::{AccessClaims, RefreshToRotate, Role, TokenError};
 
 use crate::error::AuthError;
-use crate::login::{self, argon2};
-use crate::password;
+use crate::login;
+use crate::password_policy::hash_new_password;
 use crate::routes::dto::{Credentials, NewAccount, UserBody};
 use crate::routes::{client_address, cookies};
 use crate::sessions;
@@ -26,7 +26,11 @@ api_errors!(RegisterErrors: JSON_BODY + [Conflict, RateLimited, Unavailable]);
 
 /// Create an account with role `user`
 ///
-/// Throttled per client address; a locked attempt is refused before the password is hashed.
+/// The password must be 8-128 characters, must not contain the username (in any case) and must
+/// reach the zxcvbn strength score `AUTH_PASSWORD_MIN_SCORE` (3 of 0-4 by default); a refused
+/// password is `422 validation_failed` with the estimator's feedback in `fields.password`.
+/// Throttled per client address; a locked attempt is refused before the password is estimated
+/// or hashed.
 #[utoipa::path(
     post,
     path = "/auth/register",
@@ -44,14 +48,19 @@ async fn register(
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, AuthError> {
     let (username, password) = body.into_inner().into_new_account()?;
-    // Before the hash: a flood of sign-ups must not take the CPU from logins.
+    // Before the strength estimate and the hash: a flood of sign-ups must not take the CPU from
+    // logins.
     state
         .throttle
         .register(&client_address(&req, &state))
         .await?;
-    let hash = argon2(move || password::hash(&password))
-        .await?
-        .map_err(|e| AuthError::unexpected("hashing a password", e))?;
+    let hash = hash_new_password(
+        state.password_policy,
+        username.as_str(),
+        password,
+        "password",
+    )
+    .await?;
     let user = state
         .users
         .create(username.as_str().to_owned(), hash, vec![Role::User])

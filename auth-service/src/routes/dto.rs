@@ -34,12 +34,14 @@ impl Credentials {
 }
 
 /// The body of `POST /auth/register`: [`Credentials`] with the rules of `Username::parse` and
-/// `Password::parse` spelled out for clients.
+/// `Password::parse` spelled out for clients (the strength rule cannot be a schema).
 #[derive(utoipa::ToSchema)]
 pub struct NewAccount {
     /// Case-insensitive; stored lower-cased.
     #[schema(pattern = "^[A-Za-z0-9_.-]{3,64}$")]
     pub username: String,
+    /// Must not contain the username and must reach the zxcvbn score `AUTH_PASSWORD_MIN_SCORE`
+    /// (3 by default).
     #[schema(min_length = 8, max_length = 128)]
     pub password: String,
 }
