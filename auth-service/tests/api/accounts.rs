@@ -10,11 +10,14 @@ both_backends!(
     register_creates_a_user_with_role_user,
     duplicate_username_is_409_whatever_the_case,
     invalid_username_and_password_are_422_with_fields,
+    weak_passwords_are_refused_at_registration_with_the_estimators_feedback,
+    the_password_minimum_score_is_configurable,
     wrong_password_and_unknown_user_get_identical_401s,
     login_issues_a_fresh_access_token_and_a_refresh_token,
     me_loads_the_user_from_the_database,
     bodies_that_are_not_json_are_rejected_with_json_errors,
     bootstrap_admin_is_created_once,
+    a_weak_bootstrap_admin_password_stops_the_start,
     outdated_password_hashes_are_upgraded_at_login,
 );
 
@@ -86,6 +89,99 @@ async fn invalid_username_and_password_are_422_with_fields(backend: Backend) {
         .await;
     assert_error(
         missing,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+}
+
+/// The password policy: the answer names `fields.password` only, with the estimator's feedback,
+/// and nothing is stored.
+async fn weak_passwords_are_refused_at_registration_with_the_estimators_feedback(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cases = [
+        ("grace", "password1", "too weak (score "),
+        ("grace", "qwertyuiop", "too weak (score "),
+        (
+            "grace",
+            "grace-Zanzibar-quokka-77",
+            "must not contain the username",
+        ),
+        (
+            "Grace",
+            "zanzibar-GRACE-quokka-77",
+            "must not contain the username",
+        ),
+    ];
+    for (username, password, problem) in cases {
+        let body = assert_error(
+            app.register(username, password).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
+        let fields = body["fields"].as_object().unwrap();
+        assert_eq!(fields.len(), 1, "{body}");
+        let got = fields["password"].as_str().unwrap();
+        assert!(got.starts_with(problem), "{password:?}: {got}");
+        assert_error(
+            app.login(username, password).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        )
+        .await;
+    }
+    let common = assert_error(
+        app.register("grace", "password1").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let feedback = common["fields"]["password"].as_str().unwrap();
+    assert!(feedback.contains("needs 3): "), "{feedback}");
+    assert!(feedback.contains("common password"), "{feedback}");
+    assert_eq!(
+        app.query_string("SELECT CAST(COUNT(*) AS TEXT) AS value FROM users"),
+        "0"
+    );
+    // A strong one of the same user goes through.
+    let strong = "correct-Horse-battery-staple-42";
+    assert_eq!(
+        app.register("grace", strong).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(app.login("grace", strong).await.status(), StatusCode::OK);
+}
+
+async fn the_password_minimum_score_is_configurable(backend: Backend) {
+    // "bootstrap-password" scores 3 of 4: enough by default, not with a minimum of 4.
+    let strict = spawn_app_with(backend, &[("AUTH_PASSWORD_MIN_SCORE", "4")]).await;
+    let body = assert_error(
+        strict.register("hank", "bootstrap-password").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let problem = body["fields"]["password"].as_str().unwrap();
+    assert!(
+        problem.starts_with("too weak (score 3 of 4, needs 4): "),
+        "{problem}"
+    );
+    assert_eq!(
+        strict.register("hank", PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
+
+    let lax = strict
+        .another_instance_with(&[("AUTH_PASSWORD_MIN_SCORE", "0")])
+        .await;
+    assert_eq!(
+        lax.register("ivan", "password1").await.status(),
+        StatusCode::CREATED
+    );
+    // The username rule holds whatever the score.
+    assert_error(
+        lax.register("kim", "kim-password").await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     )
@@ -229,6 +325,32 @@ async fn bootstrap_admin_is_created_once(backend: Backend) {
     assert_eq!(
         app.query_string("SELECT CAST(COUNT(*) AS TEXT) AS value FROM users"),
         "1"
+    );
+}
+
+/// A weak configured admin password is a configuration error: one line naming the variable, and
+/// no admin is created.
+async fn a_weak_bootstrap_admin_password_stops_the_start(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (password, problem) in [
+        ("password1", "too weak (score "),
+        ("root-Zanzibar-quokka-77", "must not contain the username"),
+    ] {
+        let line = app
+            .another_instance_fails_with(&[
+                ("AUTH_BOOTSTRAP_ADMIN_USERNAME", "root"),
+                ("AUTH_BOOTSTRAP_ADMIN_PASSWORD", password),
+            ])
+            .await;
+        assert!(
+            line.starts_with(&format!("AUTH_BOOTSTRAP_ADMIN_PASSWORD: {problem}")),
+            "{line}"
+        );
+        assert!(!line.contains('\n') && !line.contains(password), "{line}");
+    }
+    assert_eq!(
+        app.query_string("SELECT CAST(COUNT(*) AS TEXT) AS value FROM users"),
+        "0"
     );
 }
 

@@ -126,6 +126,30 @@ impl TestApp {
         }
     }
 
+    /// What stops an instance on this app's database, Redis prefix and keys from starting with
+    /// some settings changed (it must not start).
+    pub async fn another_instance_fails_with(&self, extra: &[(&str, &str)]) -> String {
+        let mut vars = self.vars.clone();
+        for (k, v) in extra {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        match Application::build(Settings::from_vars(vars).expect("settings")).await {
+            Ok(_) => panic!("auth-service started with {extra:?}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    /// `POST /auth/password` with `access`.
+    pub async fn change_password(&self, access: &str, current: &str, new: &str) -> Response {
+        self.client
+            .post(self.url("/auth/password"))
+            .bearer_auth(access)
+            .json(&json!({ "current_password": current, "new_password": new }))
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// Another handle on this same running instance, to move into a spawned task.
     pub fn clone_handle(&self) -> TestApp {
         TestApp {

@@ -17,6 +17,7 @@ both_backends!(
     a_retry_within_the_grace_window_gets_the_same_pair,
     logout_all_ends_every_session_of_the_user_only,
     password_change_needs_a_fresh_token_and_ends_other_sessions,
+    a_weak_new_password_is_refused_and_changes_nothing,
     admins_change_roles_with_a_fresh_token_and_old_tokens_die,
     logout_revokes_both_tokens,
     logout_without_a_body_revokes_the_access_token,
@@ -322,6 +323,50 @@ async fn password_change_needs_a_fresh_token_and_ends_other_sessions(backend: Ba
         app.login("rita", "a brand new secret").await.status(),
         StatusCode::OK
     );
+}
+
+/// The password policy on a change: `fields.new_password` with the estimator's feedback; the
+/// password stays and no session ends.
+async fn a_weak_new_password_is_refused_and_changes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let current = app.signed_up("judy").await;
+    let other = tokens(app.login("judy", PASSWORD).await).await;
+    for (new, problem) in [
+        ("password1", "too weak (score "),
+        ("11111111", "too weak (score "),
+        ("Judy-Zanzibar-quokka-77", "must not contain the username"),
+    ] {
+        let body = assert_error(
+            app.change_password(&current.access, PASSWORD, new).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
+        let fields = body["fields"].as_object().unwrap();
+        assert_eq!(fields.len(), 1, "{body}");
+        let got = fields["new_password"].as_str().unwrap();
+        assert!(got.starts_with(problem), "{new:?}: {got}");
+        assert_error(
+            app.login("judy", new).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        )
+        .await;
+    }
+    assert_eq!(app.login("judy", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.me(&other.access).await.status(),
+        StatusCode::OK,
+        "no session was ended"
+    );
+    // A wrong current password is still answered as such, before any strength verdict.
+    assert_error(
+        app.change_password(&current.access, "not my password", "password1")
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
 }
 
 async fn admins_change_roles_with_a_fresh_token_and_old_tokens_die(backend: Backend) {
