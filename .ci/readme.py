@@ -111,9 +111,9 @@ def drive(stack, log_path):
         time.sleep(1)
     password = admin_password(log_path)
     expect("register", call("POST", "/auth/register",
-                            {"username": "newcomer", "password": "newcomer-password"}), 201)
+                            {"username": "newcomer", "password": "Nimbus-walnut-Harbor-58"}), 201)
     user = expect("login as the new user", call(
-        "POST", "/auth/login", {"username": "newcomer", "password": "newcomer-password"}), 200)
+        "POST", "/auth/login", {"username": "newcomer", "password": "Nimbus-walnut-Harbor-58"}), 200)
     admin = expect("login as admin", call(
         "POST", "/auth/login", {"username": "admin", "password": password}), 200)
     book = expect("add a book", call("POST", "/books", {"title": "Dune", "author": "Frank Herbert"},

@@ -14,6 +14,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+/// A password the policy accepts for `reader`, as typed on stdin.
+const READER_PASSWORD: &str = "Lantern-orchid-Velvet-93\n";
+
 struct Stack {
     url: String,
     admin_password: String,
@@ -219,14 +222,29 @@ async fn roles_forbidden_and_revoked_sessions_map_to_their_exit_codes() {
     );
     let wrong = reader.run(&["--json", "login", "admin"], "not-the-password\n");
     assert_eq!(wrong.status.code(), Some(3), "wrong credentials");
-    let registered = reader.run(&["--json", "register", "reader"], "reader-password\n");
+    // The password policy's refusal is invalid input (7), with the problem under `password`.
+    let weak = reader.run(&["--json", "register", "reader"], "reader-password\n");
+    assert_eq!(
+        weak.status.code(),
+        Some(7),
+        "a password containing the username"
+    );
+    let refusal: Value = serde_json::from_slice(&weak.stderr).expect("stderr is a JSON error");
+    assert_eq!(
+        (&refusal["error"], &refusal["fields"]["password"]),
+        (
+            &Value::from("validation_failed"),
+            &Value::from("must not contain the username")
+        )
+    );
+    let registered = reader.run(&["--json", "register", "reader"], READER_PASSWORD);
     assert_success(&registered, &["register"]);
     let reader_id = serde_json::from_slice::<Value>(&registered.stdout).expect("JSON")["id"]
         .as_str()
         .expect("id")
         .to_owned();
     assert_success(
-        &reader.run(&["login", "reader"], "reader-password\n"),
+        &reader.run(&["login", "reader"], READER_PASSWORD),
         &["login"],
     );
 
@@ -240,7 +258,7 @@ async fn roles_forbidden_and_revoked_sessions_map_to_their_exit_codes() {
     assert_eq!(ended["error"], "token_revoked");
     assert!(!reader.token_file().exists());
     assert_success(
-        &reader.run(&["login", "reader"], "reader-password\n"),
+        &reader.run(&["login", "reader"], READER_PASSWORD),
         &["login"],
     );
     reader.json(&["books", "add", "--title", "T", "--author", "A"]);

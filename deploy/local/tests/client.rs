@@ -35,6 +35,9 @@ async fn start(settings: &[(&str, &str)]) -> Stack {
     }
 }
 
+/// A password the password policy accepts for `reader`.
+const READER_PASSWORD: &str = "Lantern-orchid-Velvet-93";
+
 /// Access tokens live 2 s and no leeway is granted, so they really expire during a test.
 const SHORT_LIVED: [(&str, &str); 2] = [("ACCESS_TOKEN_TTL", "2"), ("JWT_LEEWAY", "0")];
 
@@ -286,13 +289,19 @@ async fn every_operation_and_its_typed_errors() {
 
     // Accounts and roles.
     let reader = Client::new(&stack.url).expect("client");
+    match reader.register("reader", "reader-password").await {
+        Err(Error::ValidationFailed { fields, .. }) => {
+            assert_eq!(fields["password"], "must not contain the username")
+        }
+        other => panic!("the password policy's validation_failed expected: {other:?}"),
+    }
     let user = reader
-        .register("reader", "reader-password")
+        .register("reader", READER_PASSWORD)
         .await
         .expect("registered");
     assert_eq!(user.roles, vec![Role::User]);
     assert!(matches!(
-        reader.register("reader", "reader-password").await,
+        reader.register("reader", READER_PASSWORD).await,
         Err(Error::Conflict(_))
     ));
     match reader.register("x", "short").await {
@@ -306,7 +315,7 @@ async fn every_operation_and_its_typed_errors() {
         Err(Error::InvalidCredentials(_))
     ));
     reader
-        .login("reader", "reader-password")
+        .login("reader", READER_PASSWORD)
         .await
         .expect("reader logs in");
     assert!(matches!(
@@ -323,7 +332,7 @@ async fn every_operation_and_its_typed_errors() {
         "a role change ends the user's sessions"
     );
     reader
-        .login("reader", "reader-password")
+        .login("reader", READER_PASSWORD)
         .await
         .expect("logs in again");
 

@@ -54,7 +54,7 @@ async fn a_new_user_runs_the_whole_flow_on_port_8080_and_data_survives_a_restart
 
     let registered = client
         .post(format!("{BASE}/auth/register"))
-        .json(&json!({ "username": "reader", "password": "reader-password" }))
+        .json(&json!({ "username": "reader", "password": "Lantern-orchid-Velvet-93" }))
         .send()
         .await
         .unwrap();
