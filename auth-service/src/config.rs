@@ -78,6 +78,11 @@ pub struct Settings {
     pub register_limit_address: u64,
     /// HTTP worker threads; one per core when unset.
     pub workers: Option<usize>,
+    /// Days audit events are kept (`AUDIT_RETENTION_DAYS`).
+    pub audit_retention_days: u32,
+    /// How often ended and expired sessions, stale second-factor logins and old audit events
+    /// are deleted.
+    pub prune_interval_secs: u64,
 }
 
 pub use shared::config::ConfigError;
@@ -169,6 +174,9 @@ impl Settings {
             login_limit_address: env.seconds("AUTH_LOGIN_LIMIT_ADDRESS", 100, 1)?,
             register_limit_address: env.seconds("AUTH_REGISTER_LIMIT_ADDRESS", 10, 1)?,
             workers: env.workers()?,
+            audit_retention_days: u32::try_from(env.number("AUDIT_RETENTION_DAYS", 90, 1)?)
+                .map_err(|_| invalid("AUDIT_RETENTION_DAYS", "too large"))?,
+            prune_interval_secs: env.seconds("AUTH_PRUNE_INTERVAL_SECS", 600, 1)?,
         })
     }
 }

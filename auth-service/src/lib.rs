@@ -1,6 +1,7 @@
 //! auth-service: accounts, password login and RS256 token pairs, with the public keys published
 //! as a JWKS so every other service verifies tokens on its own.
 
+pub mod audit;
 pub mod clients;
 pub mod config;
 pub mod domain;
@@ -9,7 +10,10 @@ pub mod feed;
 pub mod keys;
 pub mod ledger;
 pub mod login;
+pub mod maintenance;
+pub mod second_factor;
 pub mod oauth;
+pub mod origin;
 pub mod password;
 pub mod pause;
 pub mod routes;
@@ -19,6 +23,7 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod throttle;
+pub mod users;
 pub mod tokens;
 
 pub use config::Settings;

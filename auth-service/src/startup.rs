@@ -9,6 +9,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use shared::revocation::{MemoryRevocations, RedisRevocations, RevocationCheck, StoreUnavailable};
 use shared::{AuthContext, KeySet, Metrics, Role, TokenVerifier};
 
+use crate::audit::{AuditLog, AuditStore};
 use crate::clients::{ClientStore, SecretHasher, ServiceAccounts};
 use crate::config::Settings;
 use crate::domain::{Password, Username};
@@ -18,6 +19,8 @@ use crate::keys::{KeyPolicy, KeyStore};
 use crate::ledger::{Lifetimes, MemoryLedger, RedisLedger, SessionLedger};
 use crate::pause::PausePoints;
 use crate::routes;
+use crate::second_factor::FactorStore;
+use crate::sessions::records::SessionStore;
 use crate::state::AppState;
 use crate::store::UserStore;
 use crate::throttle::{MemoryThrottle, RedisThrottle, Throttle, ThrottlePolicy, ThrottleStore};
@@ -94,7 +97,10 @@ impl Application {
             store: ClientStore::new(pool.clone()),
             secrets,
         };
-        let users = UserStore::new(pool);
+        let users = UserStore::new(pool.clone());
+        let sessions = SessionStore::new(pool.clone());
+        let factors = FactorStore::new(pool.clone());
+        let audit_store = AuditStore::new(pool);
         crate::password::warm_up();
         if let Some(admin) = &settings.bootstrap_admin {
             bootstrap_admin(&users, &admin.username, admin.password.expose()).await?;
@@ -120,6 +126,13 @@ impl Application {
         let pauses = Arc::new(PausePoints::default());
         let state = web::Data::new(AppState {
             users,
+            sessions,
+            factors,
+            audit: AuditLog::new(
+                audit_store,
+                metrics.clone().into_inner(),
+                settings.audit_retention_days,
+            ),
             clients,
             tokens: TokenIssuer {
                 keys,
@@ -146,6 +159,10 @@ impl Application {
             pauses: pauses.clone(),
         });
 
+        crate::maintenance::spawn(
+            state.clone(),
+            Duration::from_secs(settings.prune_interval_secs),
+        );
         let bound = shared::server::bind(
             "auth-service",
             settings.listen_addr,
@@ -157,6 +174,10 @@ impl Application {
                 cfg.configure(routes::auth::config)
                     .configure(routes::account::config)
                     .configure(routes::session::config)
+                    .configure(routes::mfa::config)
+                    .configure(routes::sessions::config)
+                    .configure(routes::users::config)
+                    .configure(routes::audit::config)
                     .configure(routes::clients::config)
                     .configure(routes::oauth::config)
                     .configure(routes::revocations::config)
