@@ -14,6 +14,7 @@ pub mod password;
 pub mod pause;
 pub mod routes;
 pub mod schema;
+pub mod server_key;
 pub mod sessions;
 pub mod startup;
 pub mod state;
