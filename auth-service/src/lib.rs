@@ -9,6 +9,7 @@ pub mod feed;
 pub mod keys;
 pub mod ledger;
 pub mod login;
+pub mod mfa;
 pub mod oauth;
 pub mod password;
 pub mod pause;
