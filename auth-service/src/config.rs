@@ -52,6 +52,11 @@ pub struct Settings {
     pub bootstrap_admin: Option<BootstrapAdmin>,
     /// The key client secrets are hashed with; `None`: a key file in the keys directory.
     pub client_secret_key: Option<Secret>,
+    /// The key TOTP secrets are sealed with (and recovery codes hashed with); `None`: a key file
+    /// in the keys directory. See `mfa::sealed`.
+    pub mfa_key: Option<Secret>,
+    /// Earlier values of `mfa_key`, comma-separated: they open (and check) but never seal.
+    pub mfa_previous_keys: Option<Secret>,
     /// `Secure` on auth cookies; turn off only for local plain-http use.
     pub cookie_secure: bool,
     /// Seconds the JWKS may be cached by verifiers (`Cache-Control: max-age`).
@@ -155,6 +160,8 @@ impl Settings {
             refresh_ttl,
             bootstrap_admin,
             client_secret_key: get("AUTH_CLIENT_SECRET_KEY").map(Secret::new),
+            mfa_key: get("AUTH_MFA_KEY").map(Secret::new),
+            mfa_previous_keys: get("AUTH_MFA_PREVIOUS_KEYS").map(Secret::new),
             cookie_secure,
             jwks_max_age,
             key_activation_delay: env.seconds(
@@ -259,8 +266,15 @@ mod tests {
         let s = Settings::from_vars(vars(&[
             ("AUTH_BOOTSTRAP_ADMIN_USERNAME", "root"),
             ("AUTH_BOOTSTRAP_ADMIN_PASSWORD", "hunter2hunter2"),
+            ("AUTH_MFA_KEY", "mfakeymfakeymfakeymfakeymfakeymfakeymfakey"),
+            (
+                "AUTH_MFA_PREVIOUS_KEYS",
+                "oldkeyoldkeyoldkeyoldkeyoldkeyoldkeyoldkey",
+            ),
         ]))
         .unwrap();
-        assert!(!format!("{s:?}").contains("hunter2"));
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains("mfakey") && !shown.contains("oldkey"));
     }
 }

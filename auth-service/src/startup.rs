@@ -17,6 +17,7 @@ use crate::error::AuthError;
 use crate::feed::{FeedLog, MemoryFeed, RedisFeed};
 use crate::keys::{KeyPolicy, KeyStore};
 use crate::ledger::{Lifetimes, MemoryLedger, RedisLedger, SessionLedger};
+use crate::mfa::Sealer;
 use crate::pause::PausePoints;
 use crate::routes;
 use crate::second_factor::FactorStore;
@@ -93,6 +94,18 @@ impl Application {
             &settings.keys_dir,
         )
         .map_err(|e| StartupError(format!("AUTH_CLIENT_SECRET_KEY: {e}")))?;
+        // Errors name AUTH_MFA_KEY or AUTH_MFA_PREVIOUS_KEYS themselves.
+        let mfa = Sealer::load_or_create(
+            settings.mfa_key.as_ref().map(|k| k.expose()),
+            settings.mfa_previous_keys.as_ref().map(|k| k.expose()),
+            &settings.keys_dir,
+        )
+        .map_err(StartupError)?;
+        tracing::info!(
+            key_id = mfa.key_id(),
+            previous_key_ids = ?mfa.previous_key_ids(),
+            "second-factor key ready"
+        );
         let clients = ServiceAccounts {
             store: ClientStore::new(pool.clone()),
             secrets,
@@ -141,6 +154,7 @@ impl Application {
                 access_ttl: settings.access_ttl,
                 refresh_ttl: settings.refresh_ttl,
             },
+            mfa,
             ledger,
             feed,
             feed_heartbeat: Duration::from_secs(settings.feed_heartbeat_secs),

@@ -9,6 +9,7 @@ use crate::audit::AuditLog;
 use crate::clients::ServiceAccounts;
 use crate::feed::FeedLog;
 use crate::ledger::{Lifetimes, SessionLedger};
+use crate::mfa::Sealer;
 use crate::pause::PausePoints;
 use crate::second_factor::FactorStore;
 use crate::sessions::records::SessionStore;
@@ -27,6 +28,8 @@ pub struct AppState {
     /// Service accounts (client credentials) and their secrets' hasher.
     pub clients: ServiceAccounts,
     pub tokens: TokenIssuer,
+    /// Seals TOTP secrets and hashes recovery codes (the second factor's keys).
+    pub mfa: Sealer,
     /// Every write that starts or ends a session goes through here.
     pub ledger: Arc<dyn SessionLedger>,
     /// The revocation feed's log (appended by the ledger, read by `/revocations`).
