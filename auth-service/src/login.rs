@@ -84,14 +84,18 @@ pub async fn authenticate(
         return Err(AuthError::AccountDisabled);
     }
     if user.mfa() {
-        return Err(crate::mfa::challenge(state, &user, csrf).await?);
+        return Err(crate::second_factor::challenge(state, &user, csrf).await?);
     }
     state.pauses.pass(points::LOGIN_AFTER_PASSWORD).await;
     let pair = issue_new_session(state, &user.id, true, csrf, origin).await?;
     state.metrics.inc("auth_logins_total{result=\"success\"}");
     state
         .audit
-        .record(Event::success(EventKind::Login).by_self(&user.id).from(origin))
+        .record(
+            Event::success(EventKind::Login)
+                .by_self(&user.id)
+                .from(origin),
+        )
         .await;
     Ok(pair)
 }

@@ -29,7 +29,10 @@ mod tests {
     #[test]
     fn user_agents_are_cut_and_stripped_of_control_characters() {
         let origin = RequestOrigin::new("10.0.0.1".into(), &format!("a\nb{}", "x".repeat(999)));
-        assert_eq!(origin.user_agent.chars().count(), RequestOrigin::MAX_USER_AGENT);
+        assert_eq!(
+            origin.user_agent.chars().count(),
+            RequestOrigin::MAX_USER_AGENT
+        );
         assert!(origin.user_agent.starts_with("abx"));
     }
 }

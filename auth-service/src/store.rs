@@ -223,7 +223,11 @@ impl UserStore {
     }
 
     /// Sets or clears the disabled flag; `None` when there is no such user.
-    pub async fn set_disabled(&self, id: String, disabled: bool) -> Result<Option<User>, AuthError> {
+    pub async fn set_disabled(
+        &self,
+        id: String,
+        disabled: bool,
+    ) -> Result<Option<User>, AuthError> {
         self.run(move |conn| {
             let updated = diesel::update(users::table.find(&id))
                 .set((

@@ -401,7 +401,11 @@ impl Throttle {
     /// A one-time code (second login step, enrolment, removal): throttled like a password, per
     /// user and per client address, before the code is checked. A million possible codes
     /// would otherwise fall to a few thousand guesses per valid window.
-    pub async fn mfa_code(&self, address: &str, user_id: &str) -> Result<PasswordAttempt, AuthError> {
+    pub async fn mfa_code(
+        &self,
+        address: &str,
+        user_id: &str,
+    ) -> Result<PasswordAttempt, AuthError> {
         let user = format!("mfa-user:{user_id}");
         let counters = [
             Counter {

@@ -79,7 +79,10 @@ impl Env {
             Some(raw) => match raw.parse::<u64>() {
                 Ok(n) if n >= min => Ok(n),
                 Ok(_) => Err(invalid(var, format!("must be at least {min}"))),
-                Err(_) => Err(invalid(var, format!("expected a whole number, got {raw:?}"))),
+                Err(_) => Err(invalid(
+                    var,
+                    format!("expected a whole number, got {raw:?}"),
+                )),
             },
         }
     }

@@ -423,9 +423,11 @@ impl PartialSchema for ErrorBodySchema {
             )
             .property(
                 "mfa_token",
-                ObjectBuilder::new().schema_type(Type::String).description(Some(
-                    "on `mfa_required`: the single-use token for `POST /auth/login/mfa`",
-                )),
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(
+                        "on `mfa_required`: the single-use token for `POST /auth/login/mfa`",
+                    )),
             )
             .into()
     }

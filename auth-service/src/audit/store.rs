@@ -103,8 +103,10 @@ impl AuditStore {
 
     pub async fn prune_before(&self, cutoff_ms: i64) -> Result<usize, AuthError> {
         self.run(move |conn| {
-            Ok(diesel::delete(audit_events::table.filter(audit_events::at.lt(cutoff_ms)))
-                .execute(conn)?)
+            Ok(
+                diesel::delete(audit_events::table.filter(audit_events::at.lt(cutoff_ms)))
+                    .execute(conn)?,
+            )
         })
         .await
     }

@@ -10,8 +10,8 @@ mod store;
 
 use shared::Scope;
 
-use crate::error::{AuthError, OAuthError};
 use crate::audit::{Event, EventKind};
+use crate::error::{AuthError, OAuthError};
 use crate::origin::RequestOrigin;
 use crate::sessions::end_all;
 use crate::state::AppState;
@@ -136,8 +136,13 @@ pub async fn rotate_secret(
         .by_id(id)
         .await?
         .ok_or(AuthError::NotFound("no such client"))?;
-    by.record(state, EventKind::ClientSecretRotated, &client.id, "every token ended")
-        .await;
+    by.record(
+        state,
+        EventKind::ClientSecretRotated,
+        &client.id,
+        "every token ended",
+    )
+    .await;
     Ok(WithSecret { client, secret })
 }
 

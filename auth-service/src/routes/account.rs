@@ -5,11 +5,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use shared::{AccessClaims, Role};
 
+use crate::audit::{Event, EventKind};
 use crate::domain::Password;
 use crate::error::AuthError;
-use crate::audit::{Event, EventKind};
-use crate::routes::origin;
 use crate::routes::dto::UserBody;
+use crate::routes::origin;
 use crate::sessions;
 use crate::state::AppState;
 use shared::api_errors;

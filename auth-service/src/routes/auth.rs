@@ -4,11 +4,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use shared::{AccessClaims, RefreshToRotate, Role, TokenError};
 
+use crate::audit::{Event, EventKind};
 use crate::error::AuthError;
 use crate::login::{self, argon2};
 use crate::password;
 use crate::routes::dto::{Credentials, NewAccount, UserBody};
-use crate::audit::{Event, EventKind};
 use crate::routes::{client_address, cookies, origin};
 use crate::sessions;
 use crate::state::AppState;

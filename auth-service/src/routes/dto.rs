@@ -80,7 +80,9 @@ pub fn page_limit(raw: Option<&str>) -> Result<i64, AuthError> {
         None => Ok(20),
         Some(raw) => match raw.parse::<i64>() {
             Ok(n) if (1..=100).contains(&n) => Ok(n),
-            _ => Err(AuthError::BadRequest("limit must be a whole number from 1 to 100")),
+            _ => Err(AuthError::BadRequest(
+                "limit must be a whole number from 1 to 100",
+            )),
         },
     }
 }

@@ -121,7 +121,10 @@ api_errors!(
         StartErrors,
     )
 )]
-async fn start(state: web::Data<AppState>, claims: AccessClaims) -> Result<HttpResponse, AuthError> {
+async fn start(
+    state: web::Data<AppState>,
+    claims: AccessClaims,
+) -> Result<HttpResponse, AuthError> {
     claims.require_fresh()?;
     let user = caller(&state, &claims).await?;
     let enrolment = second_factor::start_enrolment(&state, &user).await?;

@@ -17,7 +17,10 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/auth/users/{id}/disable", web::post().to(disable))
         .route("/auth/users/{id}/enable", web::post().to(enable))
         .route("/auth/users/{id}/sessions", web::get().to(sessions_of))
-        .route("/auth/users/{id}/sessions", web::delete().to(end_sessions_of));
+        .route(
+            "/auth/users/{id}/sessions",
+            web::delete().to(end_sessions_of),
+        );
 }
 
 #[derive(Deserialize)]

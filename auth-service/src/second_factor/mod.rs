@@ -13,6 +13,7 @@ use aws_lc_rs::digest;
 use crate::audit::{Event, EventKind, Outcome};
 use crate::error::AuthError;
 use crate::login;
+use crate::mfa::{RecoveryCode, TotpSecret};
 use crate::origin::RequestOrigin;
 use crate::state::AppState;
 use crate::store::User;
@@ -114,20 +115,35 @@ async fn check_code(
         return Err(AuthError::InvalidMfaCode);
     };
     let secret = open_secret(state, user, sealed).await?;
-    let now = shared::now_unix();
-    let how = if let Some(step) = crate::mfa::totp::verify(&secret, code, now, user.totp_last_step)
-    {
-        if state.factors.use_step(user.id.clone(), step).await? {
+    let now = shared::now_unix() as u64;
+    let last_step = u64::try_from(user.totp_last_step).ok().filter(|s| *s > 0);
+    let how = if let Some(step) = secret.verify(code, now, last_step) {
+        // Compare-and-set on the step: of two requests with one code, one wins.
+        if state.factors.use_step(user.id.clone(), step as i64).await? {
             Some("totp")
         } else {
             None
         }
-    } else if crate::mfa::recovery::looks_like(code) {
-        let hash = state.mfa.recovery_hash(&user.id, code);
-        let used = state
-            .factors
-            .use_recovery_code(user.id.clone(), hash, chrono::Utc::now().timestamp_millis())
-            .await?;
+    } else if RecoveryCode::parse(code).is_some() {
+        // Matched against every unused code's stored hash (each may be under a previous key),
+        // then spent by a conditional write on that exact row.
+        let unused = state.factors.unused_recovery_codes(user.id.clone()).await?;
+        let used = match state
+            .mfa
+            .find_recovery_code(user.id.as_bytes(), code, &unused)
+        {
+            Some(i) => {
+                state
+                    .factors
+                    .use_recovery_code(
+                        user.id.clone(),
+                        unused[i].clone(),
+                        chrono::Utc::now().timestamp_millis(),
+                    )
+                    .await?
+            }
+            None => false,
+        };
         if used {
             let event = Event::success(EventKind::RecoveryCodeUsed)
                 .by_self(&user.id)
@@ -157,13 +173,13 @@ async fn check_code(
 
 /// Opens the user's sealed secret, re-sealing it under the current key when it was sealed
 /// under a previous one (key rotation).
-async fn open_secret(state: &AppState, user: &User, sealed: &str) -> Result<Vec<u8>, AuthError> {
+async fn open_secret(state: &AppState, user: &User, sealed: &str) -> Result<TotpSecret, AuthError> {
     let (secret, needs_reseal) = state
         .mfa
-        .open(sealed, user.id.as_bytes())
+        .open_totp_secret(sealed, user.id.as_bytes())
         .map_err(|e| AuthError::unexpected("opening a sealed TOTP secret", e))?;
     if needs_reseal {
-        if let Ok(new) = state.mfa.seal(&secret, user.id.as_bytes()) {
+        if let Ok(new) = state.mfa.seal_totp_secret(&secret, user.id.as_bytes()) {
             if let Err(err) = state
                 .factors
                 .reseal(user.id.clone(), sealed.to_owned(), new)
@@ -184,17 +200,22 @@ pub async fn start_enrolment(state: &AppState, user: &User) -> Result<Enrolment,
             "a second factor is already enrolled; remove it first",
         ));
     }
-    let secret = crate::mfa::totp::generate_secret();
+    let secret =
+        TotpSecret::generate().map_err(|e| AuthError::unexpected("generating a TOTP secret", e))?;
     let sealed = state
         .mfa
-        .seal(&secret, user.id.as_bytes())
+        .seal_totp_secret(&secret, user.id.as_bytes())
         .map_err(|e| AuthError::unexpected("sealing a TOTP secret", e))?;
+    let otpauth_uri = secret
+        .otpauth_uri(crate::mfa::totp::ISSUER, &user.username)
+        .map_err(|e| AuthError::unexpected("building the otpauth URI", e))?;
+    let qr_svg = crate::mfa::qr::svg(&otpauth_uri)
+        .map_err(|e| AuthError::unexpected("drawing the QR code", e))?;
     state.factors.set_pending(user.id.clone(), sealed).await?;
-    let otpauth_uri = crate::mfa::totp::otpauth_uri(&secret, "authbooks", &user.username);
     Ok(Enrolment {
-        secret: crate::mfa::totp::base32(&secret),
-        qr_svg: crate::mfa::qr::svg(&otpauth_uri),
+        secret: secret.to_base32(),
         otpauth_uri,
+        qr_svg,
     })
 }
 
@@ -216,7 +237,7 @@ pub async fn confirm_enrolment(
     };
     let attempt = state.throttle.mfa_code(&origin.ip, &user.id).await?;
     let secret = open_secret(state, user, pending).await?;
-    let Some(step) = crate::mfa::totp::verify(&secret, code, shared::now_unix(), 0) else {
+    let Some(step) = secret.verify(code, shared::now_unix() as u64, None) else {
         let event = Event::new(EventKind::MfaFailed, Outcome::Failure)
             .by_self(&user.id)
             .from(origin)
@@ -225,14 +246,15 @@ pub async fn confirm_enrolment(
         return Err(AuthError::InvalidMfaCode);
     };
     state.throttle.password_verified(attempt).await?;
-    let codes = crate::mfa::recovery::generate();
+    let codes = RecoveryCode::generate_set()
+        .map_err(|e| AuthError::unexpected("generating recovery codes", e))?;
     let hashes = codes
         .iter()
-        .map(|code| state.mfa.recovery_hash(&user.id, code))
+        .map(|code| state.mfa.hash_recovery_code(user.id.as_bytes(), code))
         .collect();
     if !state
         .factors
-        .confirm(user.id.clone(), pending.clone(), step, hashes)
+        .confirm(user.id.clone(), pending.clone(), step as i64, hashes)
         .await?
     {
         return Err(AuthError::Conflict(
@@ -244,7 +266,7 @@ pub async fn confirm_enrolment(
         .by_self(&user.id)
         .from(origin);
     state.audit.record(event).await;
-    Ok(codes)
+    Ok(codes.iter().map(RecoveryCode::formatted).collect())
 }
 
 /// Removes the factor, proven with a current code (TOTP or recovery).

@@ -77,18 +77,15 @@ impl FactorStore {
                 }
                 diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(&user_id)))
                     .execute(conn)?;
-                let rows: Vec<_> = code_hashes
-                    .into_iter()
-                    .map(|hash| {
-                        (
-                            recovery_codes::user_id.eq(user_id.clone()),
+                // One statement per code: the multi-backend connection has no batch insert.
+                for hash in code_hashes {
+                    diesel::insert_into(recovery_codes::table)
+                        .values((
+                            recovery_codes::user_id.eq(&user_id),
                             recovery_codes::code_hash.eq(hash),
-                        )
-                    })
-                    .collect();
-                diesel::insert_into(recovery_codes::table)
-                    .values(&rows)
-                    .execute(conn)?;
+                        ))
+                        .execute(conn)?;
+                }
                 Ok(true)
             })
         })
@@ -117,9 +114,13 @@ impl FactorStore {
     /// Re-seals a secret under the current key (after it was opened with a previous one).
     pub async fn reseal(&self, user_id: String, old: String, new: String) -> Result<(), AuthError> {
         self.run(move |conn| {
-            diesel::update(users::table.find(user_id).filter(users::totp_secret.eq(old)))
-                .set(users::totp_secret.eq(Some(new)))
-                .execute(conn)?;
+            diesel::update(
+                users::table
+                    .find(user_id)
+                    .filter(users::totp_secret.eq(old)),
+            )
+            .set(users::totp_secret.eq(Some(new)))
+            .execute(conn)?;
             Ok(())
         })
         .await
@@ -158,6 +159,18 @@ impl FactorStore {
             .set(recovery_codes::used_at.eq(Some(now)))
             .execute(conn)?;
             Ok(updated == 1)
+        })
+        .await
+    }
+
+    /// The stored hashes of the user's unused recovery codes.
+    pub async fn unused_recovery_codes(&self, user_id: String) -> Result<Vec<String>, AuthError> {
+        self.run(move |conn| {
+            Ok(recovery_codes::table
+                .filter(recovery_codes::user_id.eq(user_id))
+                .filter(recovery_codes::used_at.is_null())
+                .select(recovery_codes::code_hash)
+                .load(conn)?)
         })
         .await
     }
@@ -216,10 +229,8 @@ impl FactorStore {
 
     /// Spends a challenge: `false` if another request already did.
     pub async fn consume_challenge(&self, id: String) -> Result<bool, AuthError> {
-        self.run(move |conn| {
-            Ok(diesel::delete(mfa_challenges::table.find(id)).execute(conn)? == 1)
-        })
-        .await
+        self.run(move |conn| Ok(diesel::delete(mfa_challenges::table.find(id)).execute(conn)? == 1))
+            .await
     }
 
     pub async fn prune_challenges(&self, now: i64) -> Result<usize, AuthError> {

@@ -11,8 +11,8 @@ use crate::audit::{Event, EventKind, Outcome};
 use crate::domain::Password;
 use crate::error::AuthError;
 use crate::ledger::{Rotation, RotationRequest};
-use crate::origin::RequestOrigin;
 use crate::login::argon2;
+use crate::origin::RequestOrigin;
 use crate::password::{self, Verdict};
 use crate::pause::points;
 use crate::state::AppState;
@@ -155,7 +155,10 @@ pub async fn end_session(
     let event = Event::success(EventKind::Logout)
         .by_self(&access.sub)
         .from(origin)
-        .detail(format!("session {} ended", access.sid.as_deref().unwrap_or("-")));
+        .detail(format!(
+            "session {} ended",
+            access.sid.as_deref().unwrap_or("-")
+        ));
     state.audit.record(event).await;
     Ok(())
 }
@@ -327,7 +330,11 @@ pub async fn set_roles(
         .actor(actor)
         .subject(&user.id)
         .from(origin)
-        .detail(format!("{} -> {}", names(&before.roles), names(&user.roles)));
+        .detail(format!(
+            "{} -> {}",
+            names(&before.roles),
+            names(&user.roles)
+        ));
     state.audit.record(event).await;
     Ok(user)
 }

@@ -71,12 +71,16 @@ impl SessionStore {
     /// A refresh: the session was used now and lives until `expires_at`.
     pub async fn touch(&self, id: String, now: i64, expires_at: i64) -> Result<(), AuthError> {
         self.run(move |conn| {
-            diesel::update(sessions::table.find(id).filter(sessions::ended_at.is_null()))
-                .set((
-                    sessions::last_used_at.eq(now),
-                    sessions::expires_at.eq(expires_at),
-                ))
-                .execute(conn)?;
+            diesel::update(
+                sessions::table
+                    .find(id)
+                    .filter(sessions::ended_at.is_null()),
+            )
+            .set((
+                sessions::last_used_at.eq(now),
+                sessions::expires_at.eq(expires_at),
+            ))
+            .execute(conn)?;
             Ok(())
         })
         .await
@@ -94,7 +98,11 @@ impl SessionStore {
     }
 
     /// The user's sessions that are neither ended nor expired, newest first.
-    pub async fn live_of(&self, user_id: String, now: i64) -> Result<Vec<SessionRecord>, AuthError> {
+    pub async fn live_of(
+        &self,
+        user_id: String,
+        now: i64,
+    ) -> Result<Vec<SessionRecord>, AuthError> {
         self.run(move |conn| {
             Ok(sessions::table
                 .filter(sessions::user_id.eq(user_id))
@@ -110,17 +118,25 @@ impl SessionStore {
     /// Marks one session ended; `false` if it was already ended or does not exist.
     pub async fn end(&self, id: String, now: i64) -> Result<bool, AuthError> {
         self.run(move |conn| {
-            let updated =
-                diesel::update(sessions::table.find(id).filter(sessions::ended_at.is_null()))
-                    .set(sessions::ended_at.eq(now))
-                    .execute(conn)?;
+            let updated = diesel::update(
+                sessions::table
+                    .find(id)
+                    .filter(sessions::ended_at.is_null()),
+            )
+            .set(sessions::ended_at.eq(now))
+            .execute(conn)?;
             Ok(updated > 0)
         })
         .await
     }
 
     /// Marks every session of the user started until `until` ended (a user cut-off).
-    pub async fn end_all_of(&self, user_id: String, until: i64, now: i64) -> Result<usize, AuthError> {
+    pub async fn end_all_of(
+        &self,
+        user_id: String,
+        until: i64,
+        now: i64,
+    ) -> Result<usize, AuthError> {
         self.run(move |conn| {
             Ok(diesel::update(
                 sessions::table

@@ -19,11 +19,18 @@ async fn admins_find_users_by_name_and_page_through_them(backend: Backend) {
     for name in ["yusuf", "zoe"] {
         app.signed_up(name).await;
     }
-    let refused = app.call(Method::GET, "/auth/users", &user.access, None).await;
+    let refused = app
+        .call(Method::GET, "/auth/users", &user.access, None)
+        .await;
     assert_error(refused, StatusCode::FORBIDDEN, "insufficient_role").await;
 
     let found: Value = app
-        .call(Method::GET, "/auth/users?username=XAVER", &admin.access, None)
+        .call(
+            Method::GET,
+            "/auth/users?username=XAVER",
+            &admin.access,
+            None,
+        )
         .await
         .json()
         .await
@@ -67,13 +74,23 @@ async fn admins_find_users_by_name_and_page_through_them(backend: Backend) {
 
     for bad in ["limit=0", "limit=101", "cursor=nope", "sort=name"] {
         let response = app
-            .call(Method::GET, &format!("/auth/users?{bad}"), &admin.access, None)
+            .call(
+                Method::GET,
+                &format!("/auth/users?{bad}"),
+                &admin.access,
+                None,
+            )
             .await;
         assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
     }
     let id = items[0]["id"].as_str().unwrap();
     let shown: Value = app
-        .call(Method::GET, &format!("/auth/users/{id}"), &admin.access, None)
+        .call(
+            Method::GET,
+            &format!("/auth/users/{id}"),
+            &admin.access,
+            None,
+        )
         .await
         .json()
         .await
@@ -95,26 +112,55 @@ async fn disabling_ends_every_session_and_refuses_login_and_refresh(backend: Bac
 
     let stale = tokens(app.refresh(&admin.refresh).await).await;
     let not_fresh = app
-        .call(Method::POST, &format!("/auth/users/{id}/disable"), &stale.access, None)
+        .call(
+            Method::POST,
+            &format!("/auth/users/{id}/disable"),
+            &stale.access,
+            None,
+        )
         .await;
     assert_error(not_fresh, StatusCode::UNAUTHORIZED, "fresh_token_required").await;
     let own_id = app.user_id(&admin.access).await;
     let own = app
-        .call(Method::POST, &format!("/auth/users/{own_id}/disable"), &admin.access, None)
+        .call(
+            Method::POST,
+            &format!("/auth/users/{own_id}/disable"),
+            &admin.access,
+            None,
+        )
         .await;
     assert_error(own, StatusCode::CONFLICT, "conflict").await;
 
     let disabled = app
-        .call(Method::POST, &format!("/auth/users/{id}/disable"), &admin.access, None)
+        .call(
+            Method::POST,
+            &format!("/auth/users/{id}/disable"),
+            &admin.access,
+            None,
+        )
         .await;
     assert_eq!(disabled.status(), StatusCode::OK);
     let body: Value = disabled.json().await.unwrap();
     assert_eq!(body["disabled"], true);
 
-    assert_error(app.me(&user.access).await, StatusCode::UNAUTHORIZED, "token_revoked").await;
-    assert_error(app.refresh(&user.refresh).await, StatusCode::FORBIDDEN, "account_disabled").await;
-    assert_error(app.login("bert", PASSWORD).await, StatusCode::FORBIDDEN, "account_disabled")
-        .await;
+    assert_error(
+        app.me(&user.access).await,
+        StatusCode::UNAUTHORIZED,
+        "token_revoked",
+    )
+    .await;
+    assert_error(
+        app.refresh(&user.refresh).await,
+        StatusCode::FORBIDDEN,
+        "account_disabled",
+    )
+    .await;
+    assert_error(
+        app.login("bert", PASSWORD).await,
+        StatusCode::FORBIDDEN,
+        "account_disabled",
+    )
+    .await;
     // A wrong password learns nothing about the account's state.
     assert_error(
         app.login("bert", "not the password at all").await,
@@ -124,11 +170,21 @@ async fn disabling_ends_every_session_and_refuses_login_and_refresh(backend: Bac
     .await;
 
     let enabled = app
-        .call(Method::POST, &format!("/auth/users/{id}/enable"), &admin.access, None)
+        .call(
+            Method::POST,
+            &format!("/auth/users/{id}/enable"),
+            &admin.access,
+            None,
+        )
         .await;
     assert_eq!(enabled.status(), StatusCode::OK);
     assert_eq!(app.login("bert", PASSWORD).await.status(), StatusCode::OK);
-    assert_error(app.me(&user.access).await, StatusCode::UNAUTHORIZED, "token_revoked").await;
+    assert_error(
+        app.me(&user.access).await,
+        StatusCode::UNAUTHORIZED,
+        "token_revoked",
+    )
+    .await;
 }
 
 async fn admins_list_and_end_a_users_sessions(backend: Backend) {
@@ -158,7 +214,12 @@ async fn admins_list_and_end_a_users_sessions(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), 0);
-    assert_error(app.me(&user.access).await, StatusCode::UNAUTHORIZED, "token_revoked").await;
+    assert_error(
+        app.me(&user.access).await,
+        StatusCode::UNAUTHORIZED,
+        "token_revoked",
+    )
+    .await;
     assert_eq!(app.me(&admin.access).await.status(), StatusCode::OK);
 }
 
@@ -177,7 +238,12 @@ async fn a_login_racing_a_disable_cannot_outlive_it() {
     };
     gate.reached().await;
     let disabled = app
-        .call(Method::POST, &format!("/auth/users/{id}/disable"), &admin.access, None)
+        .call(
+            Method::POST,
+            &format!("/auth/users/{id}/disable"),
+            &admin.access,
+            None,
+        )
         .await;
     assert_eq!(disabled.status(), StatusCode::OK);
     gate.release();

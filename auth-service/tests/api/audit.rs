@@ -46,10 +46,20 @@ async fn events_are_recorded_with_actor_and_subject(backend: Backend) {
     let user = tokens(app.login("hana", PASSWORD).await).await;
     app.call(Method::POST, "/auth/logout-all", &user.access, None)
         .await;
-    app.call(Method::POST, &format!("/auth/users/{id}/disable"), &admin.access, None)
-        .await;
-    app.call(Method::POST, &format!("/auth/users/{id}/enable"), &admin.access, None)
-        .await;
+    app.call(
+        Method::POST,
+        &format!("/auth/users/{id}/disable"),
+        &admin.access,
+        None,
+    )
+    .await;
+    app.call(
+        Method::POST,
+        &format!("/auth/users/{id}/enable"),
+        &admin.access,
+        None,
+    )
+    .await;
 
     let about_hana = events(&app, &admin.access, &format!("user={id}")).await;
     assert_eq!(
@@ -86,9 +96,17 @@ async fn events_are_recorded_with_actor_and_subject(backend: Backend) {
     assert_eq!(kinds(&only_logins), ["login", "login"]);
     // Paging: newest first, the cursor continues where the page ended.
     let first = events(&app, &admin.access, &format!("user={id}&limit=3")).await;
-    assert_eq!(kinds(&first), ["user_enabled", "user_disabled", "logout_all"]);
+    assert_eq!(
+        kinds(&first),
+        ["user_enabled", "user_disabled", "logout_all"]
+    );
     let cursor = first["next_cursor"].as_str().unwrap();
-    let next = events(&app, &admin.access, &format!("user={id}&limit=3&cursor={cursor}")).await;
+    let next = events(
+        &app,
+        &admin.access,
+        &format!("user={id}&limit=3&cursor={cursor}"),
+    )
+    .await;
     assert_eq!(kinds(&next), ["login", "roles_changed", "login_failed"]);
 
     let unknown = app
@@ -96,7 +114,9 @@ async fn events_are_recorded_with_actor_and_subject(backend: Backend) {
         .await;
     assert_error(unknown, StatusCode::BAD_REQUEST, "bad_request").await;
     let user = tokens(app.login("hana", PASSWORD).await).await;
-    let refused = app.call(Method::GET, "/auth/audit", &user.access, None).await;
+    let refused = app
+        .call(Method::GET, "/auth/audit", &user.access, None)
+        .await;
     assert_error(refused, StatusCode::FORBIDDEN, "insufficient_role").await;
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
@@ -124,7 +144,10 @@ async fn a_lost_audit_write_is_counted_and_never_fails_the_request() {
 async fn events_past_the_retention_are_pruned() {
     let app = spawn_app_with(
         Backend::Postgres,
-        &[("AUDIT_RETENTION_DAYS", "1"), ("AUTH_PRUNE_INTERVAL_SECS", "1")],
+        &[
+            ("AUDIT_RETENTION_DAYS", "1"),
+            ("AUTH_PRUNE_INTERVAL_SECS", "1"),
+        ],
     )
     .await;
     let admin = app.admin("jade").await;

@@ -207,7 +207,10 @@ impl TestApp {
         token: &str,
         body: Option<Value>,
     ) -> Response {
-        let mut request = self.client.request(method, self.url(path)).bearer_auth(token);
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -310,8 +313,12 @@ pub fn totp_code(secret_base32: &str, unix: u64) -> String {
     let mac = aws_lc_rs::hmac::sign(&key, &counter);
     let mac = mac.as_ref();
     let offset = (mac[19] & 0x0f) as usize;
-    let binary = u32::from_be_bytes([mac[offset], mac[offset + 1], mac[offset + 2], mac[offset + 3]])
-        & 0x7fff_ffff;
+    let binary = u32::from_be_bytes([
+        mac[offset],
+        mac[offset + 1],
+        mac[offset + 2],
+        mac[offset + 3],
+    ]) & 0x7fff_ffff;
     format!("{:06}", binary % 1_000_000)
 }
 

@@ -21,7 +21,9 @@ both_backends!(
 
 /// Enrols `tokens`' user: the secret and the recovery codes.
 async fn enrol(app: &TestApp, tokens: &Tokens) -> (String, Vec<String>) {
-    let started = app.call(Method::POST, "/auth/mfa/totp", &tokens.access, None).await;
+    let started = app
+        .call(Method::POST, "/auth/mfa/totp", &tokens.access, None)
+        .await;
     assert_eq!(started.status(), StatusCode::OK);
     assert_eq!(started.headers()["cache-control"], "no-store");
     let started: Value = started.json().await.unwrap();
@@ -72,10 +74,13 @@ async fn enrolment_needs_a_fresh_token_and_a_code_then_login_needs_the_second_fa
     let app = spawn_app(backend).await;
     let pair = app.signed_up("rosa").await;
     let stale = tokens(app.refresh(&pair.refresh).await).await;
-    let refused = app.call(Method::POST, "/auth/mfa/totp", &stale.access, None).await;
+    let refused = app
+        .call(Method::POST, "/auth/mfa/totp", &stale.access, None)
+        .await;
     assert_error(refused, StatusCode::UNAUTHORIZED, "fresh_token_required").await;
     // Confirming with a wrong code leaves the factor off.
-    app.call(Method::POST, "/auth/mfa/totp", &pair.access, None).await;
+    app.call(Method::POST, "/auth/mfa/totp", &pair.access, None)
+        .await;
     let wrong = app
         .call(
             Method::POST,
@@ -116,7 +121,9 @@ async fn enrolment_needs_a_fresh_token_and_a_code_then_login_needs_the_second_fa
     let again = second_step(&app, &mfa_token, &code).await;
     assert_error(again, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
     // Starting another enrolment while enrolled is a conflict.
-    let conflict = app.call(Method::POST, "/auth/mfa/totp", &pair.access, None).await;
+    let conflict = app
+        .call(Method::POST, "/auth/mfa/totp", &pair.access, None)
+        .await;
     assert_error(conflict, StatusCode::CONFLICT, "conflict").await;
 }
 
@@ -136,7 +143,10 @@ async fn codes_and_recovery_codes_work_once(backend: Backend) {
     // A recovery code works once, in any case and with spaces.
     let code = recovery[0].to_uppercase().replace('-', " - ");
     let mfa_token = password_step(&app, "sami").await;
-    assert_eq!(second_step(&app, &mfa_token, &code).await.status(), StatusCode::OK);
+    assert_eq!(
+        second_step(&app, &mfa_token, &code).await.status(),
+        StatusCode::OK
+    );
     let mfa_token = password_step(&app, "sami").await;
     let reused = second_step(&app, &mfa_token, &recovery[0]).await;
     assert_error(reused, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
@@ -152,7 +162,12 @@ async fn codes_and_recovery_codes_work_once(backend: Backend) {
         tokens(second_step(&app, &token, &recovery[2]).await).await
     };
     let wrong = app
-        .call(Method::DELETE, "/auth/mfa/totp", &fresh.access, Some(json!({ "code": "999999" })))
+        .call(
+            Method::DELETE,
+            "/auth/mfa/totp",
+            &fresh.access,
+            Some(json!({ "code": "999999" })),
+        )
         .await;
     assert_error(wrong, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
     let removed = app
@@ -234,7 +249,11 @@ async fn a_cookie_login_takes_the_same_two_steps() {
         .iter()
         .map(|v| v.to_str().unwrap().split('=').next().unwrap().to_owned())
         .collect();
-    for cookie in ["access_token_cookie", "refresh_token_cookie", "csrf_access_token"] {
+    for cookie in [
+        "access_token_cookie",
+        "refresh_token_cookie",
+        "csrf_access_token",
+    ] {
         assert!(names.iter().any(|n| n == cookie), "{cookie} in {names:?}");
     }
 }

@@ -83,19 +83,38 @@ async fn a_session_ended_by_id_is_gone_and_its_tokens_refused(backend: Backend) 
         .to_owned();
 
     let ended = app
-        .call(Method::DELETE, &format!("/auth/sessions/{laptop_sid}"), &phone.access, None)
+        .call(
+            Method::DELETE,
+            &format!("/auth/sessions/{laptop_sid}"),
+            &phone.access,
+            None,
+        )
         .await;
     assert_eq!(ended.status(), StatusCode::NO_CONTENT);
 
     let listed = sessions(&app, &phone.access).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["current"], true);
-    assert_error(app.me(&laptop.access).await, StatusCode::UNAUTHORIZED, "token_revoked").await;
-    assert_error(app.refresh(&laptop.refresh).await, StatusCode::UNAUTHORIZED, "token_revoked")
-        .await;
+    assert_error(
+        app.me(&laptop.access).await,
+        StatusCode::UNAUTHORIZED,
+        "token_revoked",
+    )
+    .await;
+    assert_error(
+        app.refresh(&laptop.refresh).await,
+        StatusCode::UNAUTHORIZED,
+        "token_revoked",
+    )
+    .await;
     // Ending it again: it no longer exists.
     let again = app
-        .call(Method::DELETE, &format!("/auth/sessions/{laptop_sid}"), &phone.access, None)
+        .call(
+            Method::DELETE,
+            &format!("/auth/sessions/{laptop_sid}"),
+            &phone.access,
+            None,
+        )
         .await;
     assert_error(again, StatusCode::NOT_FOUND, "not_found").await;
     // A session can end itself; the caller's tokens then stop working.
@@ -104,10 +123,20 @@ async fn a_session_ended_by_id_is_gone_and_its_tokens_refused(backend: Backend) 
         .unwrap()
         .to_owned();
     let ended = app
-        .call(Method::DELETE, &format!("/auth/sessions/{own}"), &phone.access, None)
+        .call(
+            Method::DELETE,
+            &format!("/auth/sessions/{own}"),
+            &phone.access,
+            None,
+        )
         .await;
     assert_eq!(ended.status(), StatusCode::NO_CONTENT);
-    assert_error(app.me(&phone.access).await, StatusCode::UNAUTHORIZED, "token_revoked").await;
+    assert_error(
+        app.me(&phone.access).await,
+        StatusCode::UNAUTHORIZED,
+        "token_revoked",
+    )
+    .await;
 }
 
 async fn nobody_ends_another_users_session(backend: Backend) {
@@ -119,7 +148,12 @@ async fn nobody_ends_another_users_session(backend: Backend) {
         .unwrap()
         .to_owned();
     let refused = app
-        .call(Method::DELETE, &format!("/auth/sessions/{sid}"), &attacker.access, None)
+        .call(
+            Method::DELETE,
+            &format!("/auth/sessions/{sid}"),
+            &attacker.access,
+            None,
+        )
         .await;
     assert_error(refused, StatusCode::NOT_FOUND, "not_found").await;
     assert_eq!(app.me(&victim.access).await.status(), StatusCode::OK);

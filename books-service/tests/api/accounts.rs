@@ -9,7 +9,11 @@ use serde_json::Value;
 use crate::helpers::{assert_error, spawn_stack, Backend};
 
 /// GETs `url` with `token` until it is refused or a second has passed; the last answer.
-async fn refused_within_a_second(client: &reqwest::Client, url: &str, token: &str) -> reqwest::Response {
+async fn refused_within_a_second(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> reqwest::Response {
     let started = Instant::now();
     loop {
         let response = client.get(url).bearer_auth(token).send().await.unwrap();
@@ -96,7 +100,10 @@ async fn a_disabled_users_tokens_are_refused_everywhere_and_login_and_refresh_sa
     let books = [stack.books.clone(), second_books];
     for base in &books {
         let url = format!("{base}/books");
-        assert_eq!(get_status(&stack.client, &url, &victim.access).await, StatusCode::OK);
+        assert_eq!(
+            get_status(&stack.client, &url, &victim.access).await,
+            StatusCode::OK
+        );
     }
     let me: Value = stack
         .client
@@ -154,7 +161,10 @@ async fn a_disabled_users_tokens_are_refused_everywhere_and_login_and_refresh_sa
     let again = stack.login("jonas").await;
     for base in &books {
         let url = format!("{base}/books");
-        assert_eq!(get_status(&stack.client, &url, &again.access).await, StatusCode::OK);
+        assert_eq!(
+            get_status(&stack.client, &url, &again.access).await,
+            StatusCode::OK
+        );
         assert_eq!(
             get_status(&stack.client, &url, &victim.access).await,
             StatusCode::UNAUTHORIZED,
