@@ -469,7 +469,12 @@ impl From<Error> for Failure {
             | Error::MissingToken(_)
             | Error::WrongTokenType(_)
             | Error::RefreshTokenReused(_) => (exit::AUTH, Some(LOG_IN.to_owned())),
-            Error::InvalidCredentials(_) => (exit::AUTH, None),
+            Error::InvalidCredentials(_) | Error::InvalidMfaCode(_) => (exit::AUTH, None),
+            Error::MfaRequired { .. } => (
+                exit::AUTH,
+                Some("this account has a second factor: log in with a one-time code".into()),
+            ),
+            Error::AccountDisabled(_) => (exit::FORBIDDEN, None),
             Error::FreshTokenRequired(_) => (
                 exit::AUTH,
                 Some("this needs a password login, not a refreshed session: run `authbooks login` and try again".into()),
