@@ -110,7 +110,17 @@ async fn check_code(
     user: &User,
     code: &str,
 ) -> Result<&'static str, AuthError> {
-    let attempt = state.throttle.mfa_code(&origin.ip, &user.id).await?;
+    let attempt = match state.throttle.mfa_code(&origin.ip, &user.id).await {
+        Err(err @ AuthError::RateLimited(_)) => {
+            let event = Event::new(EventKind::LoginThrottled, Outcome::Refused)
+                .subject(&user.id)
+                .from(origin)
+                .detail("one-time codes");
+            state.audit.record(event).await;
+            return Err(err);
+        }
+        other => other?,
+    };
     let Some(sealed) = &user.totp_secret else {
         return Err(AuthError::InvalidMfaCode);
     };

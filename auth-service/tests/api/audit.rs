@@ -168,3 +168,121 @@ async fn events_past_the_retention_are_pruned() {
     let recent = events(&app, &admin.access, "type=login").await;
     assert!(!kinds(&recent).is_empty(), "recent events stay");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_second_factor_reuse_and_clients_are_audited() {
+    use crate::helpers::{totp_code, unix_now};
+    let app = spawn_app(Backend::Postgres).await;
+    let admin = app.admin("kai").await;
+    let admin_id = app.user_id(&admin.access).await;
+    let user = app.signed_up("lio").await;
+    let id = app.user_id(&user.access).await;
+
+    // A refresh token presented twice (outside the grace: another client).
+    app.refresh(&user.refresh).await;
+    app.client
+        .post(app.url("/auth/refresh"))
+        .bearer_auth(&user.refresh)
+        .header("User-Agent", "somebody else")
+        .send()
+        .await
+        .unwrap();
+    // Two sessions; one ended by id.
+    let laptop = tokens(app.login("lio", PASSWORD).await).await;
+    let phone = tokens(app.login("lio", PASSWORD).await).await;
+    let sid = shared::testing::payload(&laptop.access)["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.call(
+        Method::DELETE,
+        &format!("/auth/sessions/{sid}"),
+        &phone.access,
+        None,
+    )
+    .await;
+    // A second factor: enrolled, a wrong code, removed.
+    let started: Value = app
+        .call(Method::POST, "/auth/mfa/totp", &phone.access, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let secret = started["secret"].as_str().unwrap();
+    let confirmed = app
+        .call(
+            Method::POST,
+            "/auth/mfa/totp/confirm",
+            &phone.access,
+            Some(json!({ "code": totp_code(secret, unix_now()) })),
+        )
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    let denied = app.login("lio", PASSWORD).await;
+    let body: Value = denied.json().await.unwrap();
+    app.post_json(
+        "/auth/login/mfa",
+        &json!({ "mfa_token": body["mfa_token"], "code": "000000" }),
+    )
+    .await;
+    let removed = app
+        .call(
+            Method::DELETE,
+            "/auth/mfa/totp",
+            &phone.access,
+            Some(json!({ "code": totp_code(secret, unix_now() + 30) })),
+        )
+        .await;
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    // A service account created and deleted by the admin.
+    let client: Value = app
+        .call(
+            Method::POST,
+            "/auth/clients",
+            &admin.access,
+            Some(json!({ "name": "reports", "scopes": ["books:read"] })),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let client_id = client["client_id"].as_str().unwrap();
+    app.call(
+        Method::DELETE,
+        &format!("/auth/clients/{client_id}"),
+        &admin.access,
+        None,
+    )
+    .await;
+
+    let about_lio = events(&app, &admin.access, &format!("user={id}&limit=100")).await;
+    let by_kind = |kind: &str| -> Value {
+        about_lio["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} in {about_lio}"))
+    };
+    for kind in ["refresh_reuse", "mfa_failed"] {
+        let event = by_kind(kind);
+        assert_eq!(event["subject"], id.as_str(), "{event}");
+        assert_ne!(event["outcome"], "success", "{event}");
+    }
+    for kind in ["session_ended", "mfa_enrolled", "mfa_removed"] {
+        let event = by_kind(kind);
+        assert_eq!(event["actor"], id.as_str(), "{event}");
+        assert_eq!(event["subject"], id.as_str(), "{event}");
+        assert_eq!(event["outcome"], "success", "{event}");
+    }
+    assert!(by_kind("session_ended")["detail"]
+        .as_str()
+        .unwrap()
+        .contains(&sid));
+    let about_client = events(&app, &admin.access, &format!("user={client_id}")).await;
+    assert_eq!(kinds(&about_client), ["client_deleted", "client_created"]);
+    for event in about_client["items"].as_array().unwrap() {
+        assert_eq!(event["actor"], admin_id.as_str());
+    }
+}
