@@ -83,6 +83,10 @@ VARIABLES = {
         "AUTH_FEED_HEARTBEAT_SECS": "2",
         "AUTH_TRUSTED_PROXIES": None,
         "AUTH_CLIENT_SECRET_KEY": None,
+        "AUTH_MFA_KEY": None,
+        "AUTH_MFA_PREVIOUS_KEYS": None,
+        "AUDIT_RETENTION_DAYS": "90",
+        "AUTH_PRUNE_INTERVAL_SECS": "600",
         "AUTH_LOGIN_LIMIT_USERNAME": "5",
         "AUTH_LOGIN_LIMIT_ADDRESS": "100",
         "AUTH_REGISTER_LIMIT_ADDRESS": "10",
@@ -113,6 +117,8 @@ MUST_SET = {
 }
 # Off when unset, and fine that way.
 OPTIONAL = {"AUTH_BOOTSTRAP_ADMIN_USERNAME", "AUTH_BOOTSTRAP_ADMIN_PASSWORD", "AUTH_CLIENT_SECRET_KEY"}
+# The second-factor key: a file in the keys directory when unset; previous keys only for rotation.
+OPTIONAL |= {"AUTH_MFA_KEY", "AUTH_MFA_PREVIOUS_KEYS"}
 # books-service's revocation feed, the alternative to REDIS_URL where Redis is out of reach.
 OPTIONAL |= {
     "REVOCATION_FEED_URL",

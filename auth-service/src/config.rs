@@ -56,6 +56,11 @@ pub struct Settings {
     pub password_policy: PasswordPolicy,
     /// The key client secrets are hashed with; `None`: a key file in the keys directory.
     pub client_secret_key: Option<Secret>,
+    /// The key TOTP secrets are sealed with (and recovery codes hashed with); `None`: a key file
+    /// in the keys directory. See `mfa::sealed`.
+    pub mfa_key: Option<Secret>,
+    /// Earlier values of `mfa_key`, comma-separated: they open (and check) but never seal.
+    pub mfa_previous_keys: Option<Secret>,
     /// `Secure` on auth cookies; turn off only for local plain-http use.
     pub cookie_secure: bool,
     /// Seconds the JWKS may be cached by verifiers (`Cache-Control: max-age`).
@@ -82,6 +87,11 @@ pub struct Settings {
     pub register_limit_address: u64,
     /// HTTP worker threads; one per core when unset.
     pub workers: Option<usize>,
+    /// Days audit events are kept (`AUDIT_RETENTION_DAYS`).
+    pub audit_retention_days: u32,
+    /// How often ended and expired sessions, stale second-factor logins and old audit events
+    /// are deleted.
+    pub prune_interval_secs: u64,
 }
 
 pub use shared::config::ConfigError;
@@ -168,6 +178,8 @@ impl Settings {
             bootstrap_admin,
             password_policy,
             client_secret_key: get("AUTH_CLIENT_SECRET_KEY").map(Secret::new),
+            mfa_key: get("AUTH_MFA_KEY").map(Secret::new),
+            mfa_previous_keys: get("AUTH_MFA_PREVIOUS_KEYS").map(Secret::new),
             cookie_secure,
             jwks_max_age,
             key_activation_delay: env.seconds(
@@ -187,6 +199,9 @@ impl Settings {
             login_limit_address: env.seconds("AUTH_LOGIN_LIMIT_ADDRESS", 100, 1)?,
             register_limit_address: env.seconds("AUTH_REGISTER_LIMIT_ADDRESS", 10, 1)?,
             workers: env.workers()?,
+            audit_retention_days: u32::try_from(env.number("AUDIT_RETENTION_DAYS", 90, 1)?)
+                .map_err(|_| invalid("AUDIT_RETENTION_DAYS", "too large"))?,
+            prune_interval_secs: env.seconds("AUTH_PRUNE_INTERVAL_SECS", 600, 1)?,
         })
     }
 }
@@ -283,8 +298,15 @@ mod tests {
         let s = Settings::from_vars(vars(&[
             ("AUTH_BOOTSTRAP_ADMIN_USERNAME", "root"),
             ("AUTH_BOOTSTRAP_ADMIN_PASSWORD", "hunter2hunter2"),
+            ("AUTH_MFA_KEY", "mfakeymfakeymfakeymfakeymfakeymfakeymfakey"),
+            (
+                "AUTH_MFA_PREVIOUS_KEYS",
+                "oldkeyoldkeyoldkeyoldkeyoldkeyoldkeyoldkey",
+            ),
         ]))
         .unwrap();
-        assert!(!format!("{s:?}").contains("hunter2"));
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains("mfakey") && !shown.contains("oldkey"));
     }
 }

@@ -22,6 +22,13 @@ pub enum AuthError {
     BadRequest(&'static str),
     #[error("wrong username or password")]
     InvalidCredentials,
+    /// The password was right; the second factor is still to come, with this single-use token.
+    #[error("a second factor is required: send a code with this mfa_token to /auth/login/mfa")]
+    MfaRequired { mfa_token: String },
+    #[error("wrong, reused or expired code")]
+    InvalidMfaCode,
+    #[error("this account has been disabled by an administrator")]
+    AccountDisabled,
     #[error("the request breaks a rule")]
     Validation(BTreeMap<String, String>),
     #[error("{0}")]
@@ -135,6 +142,9 @@ impl AuthError {
             AuthError::OAuth(_) => ErrorCode::BadRequest,
             AuthError::BadRequest(_) => ErrorCode::BadRequest,
             AuthError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            AuthError::MfaRequired { .. } => ErrorCode::MfaRequired,
+            AuthError::InvalidMfaCode => ErrorCode::InvalidMfaCode,
+            AuthError::AccountDisabled => ErrorCode::AccountDisabled,
             AuthError::Validation(_) => ErrorCode::ValidationFailed,
             AuthError::Conflict(_) => ErrorCode::Conflict,
             AuthError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
@@ -182,6 +192,17 @@ impl ResponseError for AuthError {
                 ErrorBody::new(ErrorCode::Unavailable, *done)
             }
             AuthError::Unexpected { .. } => ErrorBody::internal(&ErrorChain(self)),
+            AuthError::MfaRequired { mfa_token } => {
+                let mut body = ErrorBody::new(ErrorCode::MfaRequired, self.to_string());
+                body.mfa_token = Some(mfa_token.clone());
+                let mut response = body.into_response();
+                // The token finishes a login: never cached.
+                response.headers_mut().insert(
+                    actix_web::http::header::CACHE_CONTROL,
+                    actix_web::http::header::HeaderValue::from_static("no-store"),
+                );
+                return response;
+            }
             AuthError::RateLimited(seconds) => {
                 let mut response =
                     ErrorBody::new(ErrorCode::RateLimited, self.to_string()).into_response();

@@ -2,10 +2,13 @@
 //! throttle, verify (argon2, dummy work for unknown names), rehash, issue a fresh pair of a new
 //! session — recorded in the session ledger so that no concurrent cut-off can miss it.
 
+use crate::audit::{Event, EventKind, Outcome};
 use crate::domain::{Password, Username};
 use crate::error::AuthError;
+use crate::origin::RequestOrigin;
 use crate::password::{self, Verdict};
 use crate::pause::points;
+use crate::sessions::records::SessionRecord;
 use crate::state::AppState;
 use crate::store::User;
 use crate::tokens::{IssuedPair, Subject};
@@ -23,16 +26,26 @@ pub async fn argon2<T: Send + 'static>(
 }
 
 /// Checks a username and password and issues a fresh pair of a new session (with `csrf` bound
-/// in for cookie sessions). `address` is the client's, for throttling.
+/// in for cookie sessions). `origin.ip` is the client's address, for throttling. A user with a
+/// second factor gets `MfaRequired` instead, with a challenge to finish in `mfa::finish_login`.
 pub async fn authenticate(
     state: &AppState,
-    address: &str,
+    origin: &RequestOrigin,
     username: &str,
     password: String,
     csrf: Option<String>,
 ) -> Result<IssuedPair, AuthError> {
     // Refused before any argon2 work, so a flood of guesses costs us almost nothing.
-    let attempt = state.throttle.login(address, username).await?;
+    let attempt = match state.throttle.login(&origin.ip, username).await {
+        Err(err @ AuthError::RateLimited(_)) => {
+            let event = Event::new(EventKind::LoginThrottled, Outcome::Refused)
+                .from(origin)
+                .detail(attempted(username));
+            state.audit.record(event).await;
+            return Err(err);
+        }
+        other => other?,
+    };
     // A malformed name still costs one verification (an over-long one never gets here).
     let user = match Username::parse(username) {
         Ok(name) => state.users.by_username(name.as_str().to_owned()).await?,
@@ -45,8 +58,15 @@ pub async fn authenticate(
     };
     let (user, needs_rehash) = match (user, verdict) {
         (Some(user), Verdict::Valid { needs_rehash }) => (user, needs_rehash),
-        _ => {
+        (user, _) => {
             state.metrics.inc("auth_logins_total{result=\"failure\"}");
+            let mut event = Event::new(EventKind::LoginFailed, Outcome::Failure)
+                .from(origin)
+                .detail(attempted(username));
+            if let Some(user) = user {
+                event = event.subject(&user.id);
+            }
+            state.audit.record(event).await;
             return Err(AuthError::InvalidCredentials);
         }
     };
@@ -54,21 +74,51 @@ pub async fn authenticate(
     if needs_rehash {
         rehash(state, &user, password).await;
     }
+    // Only after the password: the answer must not tell a guesser which accounts are disabled.
+    if user.disabled {
+        let event = Event::new(EventKind::LoginRefused, Outcome::Refused)
+            .subject(&user.id)
+            .from(origin)
+            .detail("account disabled");
+        state.audit.record(event).await;
+        return Err(AuthError::AccountDisabled);
+    }
+    if user.mfa() {
+        return Err(crate::second_factor::challenge(state, &user, csrf).await?);
+    }
     state.pauses.pass(points::LOGIN_AFTER_PASSWORD).await;
-    let pair = issue_new_session(state, &user.id, true, csrf).await?;
+    let pair = issue_new_session(state, &user.id, true, csrf, origin).await?;
     state.metrics.inc("auth_logins_total{result=\"success\"}");
+    state
+        .audit
+        .record(
+            Event::success(EventKind::Login)
+                .by_self(&user.id)
+                .from(origin),
+        )
+        .await;
     Ok(pair)
+}
+
+/// The attempted name, for the audit trail: only if it is a valid username (a password typed
+/// into the name field must not end up in the trail).
+fn attempted(username: &str) -> String {
+    match Username::parse(username) {
+        Ok(name) => format!("username={}", name.as_str()),
+        Err(_) => "username=(invalid)".to_owned(),
+    }
 }
 
 /// Issues a pair of a new session for user `id` with the roles stored now. The roles are read
 /// after the user's generation and the pair is recorded only if no cut-off came in between;
-/// otherwise the roles are read again. A demotion can therefore never be outrun by a login
-/// that read the old roles.
+/// otherwise the roles are read again. A demotion (or a disable) can therefore never be outrun
+/// by a login that read the user before it. The session's record is written once the pair is.
 pub async fn issue_new_session(
     state: &AppState,
     id: &str,
     fresh: bool,
     csrf: Option<String>,
+    origin: &RequestOrigin,
 ) -> Result<IssuedPair, AuthError> {
     let session = uuid::Uuid::new_v4().to_string();
     for _ in 0..ISSUE_ATTEMPTS {
@@ -78,6 +128,9 @@ pub async fn issue_new_session(
             .by_id(id.to_owned())
             .await?
             .ok_or(AuthError::InvalidCredentials)?;
+        if user.disabled {
+            return Err(AuthError::AccountDisabled);
+        }
         let pair = state
             .tokens
             .issue_pair(&subject(&user), fresh, &session, csrf.clone())?;
@@ -87,6 +140,12 @@ pub async fn issue_new_session(
             .record_issue(id, generation, pair.issued_ms())
             .await?
         {
+            let now = pair.issued_ms();
+            let expires = now + pair.body.refresh_expires_in as i64 * 1000;
+            state
+                .sessions
+                .insert(SessionRecord::new(&session, id, origin, now, expires))
+                .await?;
             return Ok(pair);
         }
         // A cut-off landed, perhaps in this very millisecond: the next pair must be younger.

@@ -106,6 +106,9 @@ pub async fn revoke(
         }
     }
     state.ledger.revoke(entries).await?;
+    if claims.token_type == TokenType::Refresh {
+        crate::sessions::mark_ended(state, claims.sid.as_ref()).await;
+    }
     state.metrics.inc("auth_oauth_revocations_total");
     Ok(())
 }

@@ -9,6 +9,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use shared::revocation::{MemoryRevocations, RedisRevocations, RevocationCheck, StoreUnavailable};
 use shared::{AuthContext, KeySet, Metrics, Role, TokenVerifier};
 
+use crate::audit::{AuditLog, AuditStore};
 use crate::clients::{ClientStore, SecretHasher, ServiceAccounts};
 use crate::config::Settings;
 use crate::domain::{Password, Username};
@@ -16,9 +17,12 @@ use crate::error::AuthError;
 use crate::feed::{FeedLog, MemoryFeed, RedisFeed};
 use crate::keys::{KeyPolicy, KeyStore};
 use crate::ledger::{Lifetimes, MemoryLedger, RedisLedger, SessionLedger};
+use crate::mfa::Sealer;
 use crate::password_policy::PasswordPolicy;
 use crate::pause::PausePoints;
 use crate::routes;
+use crate::second_factor::FactorStore;
+use crate::sessions::records::SessionStore;
 use crate::state::AppState;
 use crate::store::UserStore;
 use crate::throttle::{MemoryThrottle, RedisThrottle, Throttle, ThrottlePolicy, ThrottleStore};
@@ -91,11 +95,26 @@ impl Application {
             &settings.keys_dir,
         )
         .map_err(|e| StartupError(format!("AUTH_CLIENT_SECRET_KEY: {e}")))?;
+        // Errors name AUTH_MFA_KEY or AUTH_MFA_PREVIOUS_KEYS themselves.
+        let mfa = Sealer::load_or_create(
+            settings.mfa_key.as_ref().map(|k| k.expose()),
+            settings.mfa_previous_keys.as_ref().map(|k| k.expose()),
+            &settings.keys_dir,
+        )
+        .map_err(StartupError)?;
+        tracing::info!(
+            key_id = mfa.key_id(),
+            previous_key_ids = ?mfa.previous_key_ids(),
+            "second-factor key ready"
+        );
         let clients = ServiceAccounts {
             store: ClientStore::new(pool.clone()),
             secrets,
         };
-        let users = UserStore::new(pool);
+        let users = UserStore::new(pool.clone());
+        let sessions = SessionStore::new(pool.clone());
+        let factors = FactorStore::new(pool.clone());
+        let audit_store = AuditStore::new(pool);
         crate::password::warm_up();
         if let Some(admin) = &settings.bootstrap_admin {
             bootstrap_admin(
@@ -127,6 +146,13 @@ impl Application {
         let pauses = Arc::new(PausePoints::default());
         let state = web::Data::new(AppState {
             users,
+            sessions,
+            factors,
+            audit: AuditLog::new(
+                audit_store,
+                metrics.clone().into_inner(),
+                settings.audit_retention_days,
+            ),
             clients,
             tokens: TokenIssuer {
                 keys,
@@ -135,6 +161,7 @@ impl Application {
                 access_ttl: settings.access_ttl,
                 refresh_ttl: settings.refresh_ttl,
             },
+            mfa,
             ledger,
             feed,
             feed_heartbeat: Duration::from_secs(settings.feed_heartbeat_secs),
@@ -154,6 +181,10 @@ impl Application {
             pauses: pauses.clone(),
         });
 
+        crate::maintenance::spawn(
+            state.clone(),
+            Duration::from_secs(settings.prune_interval_secs),
+        );
         let bound = shared::server::bind(
             "auth-service",
             settings.listen_addr,
@@ -165,6 +196,10 @@ impl Application {
                 cfg.configure(routes::auth::config)
                     .configure(routes::account::config)
                     .configure(routes::session::config)
+                    .configure(routes::mfa::config)
+                    .configure(routes::sessions::config)
+                    .configure(routes::users::config)
+                    .configure(routes::audit::config)
                     .configure(routes::clients::config)
                     .configure(routes::oauth::config)
                     .configure(routes::revocations::config)

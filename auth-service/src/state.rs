@@ -5,20 +5,32 @@ use std::sync::Arc;
 use actix_web::web;
 use shared::{AuthContext, Metrics};
 
+use crate::audit::AuditLog;
 use crate::clients::ServiceAccounts;
 use crate::feed::FeedLog;
 use crate::ledger::{Lifetimes, SessionLedger};
+use crate::mfa::Sealer;
 use crate::password_policy::PasswordPolicy;
 use crate::pause::PausePoints;
+use crate::second_factor::FactorStore;
+use crate::sessions::records::SessionStore;
 use crate::store::UserStore;
 use crate::throttle::Throttle;
 use crate::tokens::TokenIssuer;
 
 pub struct AppState {
     pub users: UserStore,
+    /// One record per session (login), for "your sessions" and administrators.
+    pub sessions: SessionStore,
+    /// Security events: stored, logged and counted; recording never fails a request.
+    pub audit: AuditLog,
+    /// The second factor's rows (TOTP columns, recovery codes, pending logins).
+    pub factors: FactorStore,
     /// Service accounts (client credentials) and their secrets' hasher.
     pub clients: ServiceAccounts,
     pub tokens: TokenIssuer,
+    /// Seals TOTP secrets and hashes recovery codes (the second factor's keys).
+    pub mfa: Sealer,
     /// Every write that starts or ends a session goes through here.
     pub ledger: Arc<dyn SessionLedger>,
     /// The revocation feed's log (appended by the ledger, read by `/revocations`).

@@ -16,6 +16,10 @@ pub struct UserRow {
     pub roles: String,
     pub created_at: i64,
     pub updated_at: i64,
+    pub disabled: bool,
+    pub totp_secret: Option<String>,
+    pub totp_pending: Option<String>,
+    pub totp_last_step: i64,
 }
 
 /// A user as the rest of the service sees it.
@@ -27,6 +31,20 @@ pub struct User {
     pub roles: Vec<Role>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// Disabled by an administrator: no login, no refresh, every token cut off.
+    pub disabled: bool,
+    /// The second factor, sealed (see `mfa`): enrolled when `totp_secret` is set.
+    pub totp_secret: Option<String>,
+    pub totp_pending: Option<String>,
+    /// The newest TOTP time step accepted (replays of it or older steps are refused).
+    pub totp_last_step: i64,
+}
+
+impl User {
+    /// Whether a second factor is enrolled (and so required at every login).
+    pub fn mfa(&self) -> bool {
+        self.totp_secret.is_some()
+    }
 }
 
 impl From<UserRow> for User {
@@ -37,6 +55,10 @@ impl From<UserRow> for User {
             username: row.username,
             password_hash: row.password_hash,
             created_at: row.created_at,
+            disabled: row.disabled,
+            totp_secret: row.totp_secret,
+            totp_pending: row.totp_pending,
+            totp_last_step: row.totp_last_step,
         }
     }
 }
@@ -95,6 +117,10 @@ impl UserStore {
             roles: encode_roles(&roles),
             created_at: now,
             updated_at: now,
+            disabled: false,
+            totp_secret: None,
+            totp_pending: None,
+            totp_last_step: 0,
         };
         self.run(move |conn| {
             diesel::insert_into(users::table)
@@ -155,6 +181,57 @@ impl UserStore {
             let updated = diesel::update(users::table.find(&id))
                 .set((
                     users::roles.eq(encode_roles(&roles)),
+                    users::updated_at.eq(now_millis()),
+                ))
+                .execute(conn)?;
+            if updated == 0 {
+                return Ok(None);
+            }
+            Ok(users::table
+                .find(&id)
+                .select(UserRow::as_select())
+                .first(conn)
+                .optional()?
+                .map(User::from))
+        })
+        .await
+    }
+
+    /// Users in creation order (ids are UUIDv7), after the id `after`; with `username`, only
+    /// that name (usernames are stored lower-cased, so this is a case-insensitive match).
+    pub async fn page(
+        &self,
+        username: Option<String>,
+        after: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<User>, AuthError> {
+        self.run(move |conn| {
+            let mut query = users::table
+                .select(UserRow::as_select())
+                .order(users::id.asc())
+                .limit(limit)
+                .into_boxed();
+            if let Some(name) = username {
+                query = query.filter(users::username.eq(name.to_ascii_lowercase()));
+            }
+            if let Some(after) = after {
+                query = query.filter(users::id.gt(after));
+            }
+            Ok(query.load(conn)?.into_iter().map(User::from).collect())
+        })
+        .await
+    }
+
+    /// Sets or clears the disabled flag; `None` when there is no such user.
+    pub async fn set_disabled(
+        &self,
+        id: String,
+        disabled: bool,
+    ) -> Result<Option<User>, AuthError> {
+        self.run(move |conn| {
+            let updated = diesel::update(users::table.find(&id))
+                .set((
+                    users::disabled.eq(disabled),
                     users::updated_at.eq(now_millis()),
                 ))
                 .execute(conn)?;

@@ -398,6 +398,30 @@ impl Throttle {
         Ok(self.store.clear(&attempt.user).await?)
     }
 
+    /// A one-time code (second login step, enrolment, removal): throttled like a password, per
+    /// user and per client address, before the code is checked. A million possible codes
+    /// would otherwise fall to a few thousand guesses per valid window.
+    pub async fn mfa_code(
+        &self,
+        address: &str,
+        user_id: &str,
+    ) -> Result<PasswordAttempt, AuthError> {
+        let user = format!("mfa-user:{user_id}");
+        let counters = [
+            Counter {
+                key: user.clone(),
+                limit: self.policy.per_pair,
+            },
+            Counter {
+                key: format!("mfa-addr:{address}"),
+                limit: self.policy.per_address,
+            },
+        ];
+        self.count(&counters, "auth_throttled_total{endpoint=\"mfa\"}")
+            .await?;
+        Ok(PasswordAttempt { user })
+    }
+
     async fn count(&self, counters: &[Counter], throttled: &'static str) -> Result<(), AuthError> {
         match self.store.attempt(counters).await? {
             Ok(()) => Ok(()),

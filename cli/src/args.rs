@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use shared::client::{BookInput, BookQuery};
+use shared::client::{AuditQuery, BookInput, BookQuery, UserQuery};
 use shared::Role;
 
 pub const USAGE: &str = "\
@@ -11,10 +11,20 @@ authbooks: the command-line client of the authbooks platform
 Usage: authbooks [--url URL] [--json] COMMAND [ARGS]
 
 Commands:
-  login [USERNAME]      log in; the password is read without echo, or as one line from stdin
+  login [USERNAME]      log in; the password is read without echo, or as one line from stdin.
+                        With a second factor, then a one-time code (TOTP or a recovery code):
+                        asked for on the terminal, or the next line of stdin
   register [USERNAME]   create an account (role user); does not log in
   logout [--all]        end this session on the server (--all: every session of the user)
   whoami                the logged-in user
+  sessions              your live sessions (one per login); * marks this one
+  sessions end ID       end one of them, everywhere
+  mfa enable            turn on a second factor (TOTP, password login): shows the secret and
+                        its otpauth:// URI for an authenticator app, asks for a code from it,
+                        then shows 10 recovery codes, once. With --json: one JSON line with
+                        the secret, the code read from stdin, then one with the codes
+  mfa disable           remove the second factor (password login); asks for a code (TOTP or
+                        a recovery code), on the terminal or as one line of stdin
   books list [--author NAME] [--search TEXT] [--limit N] [--cursor CURSOR] [--all]
                         one page of books (--all: every page)
   books get ID
@@ -24,8 +34,21 @@ Commands:
                         book changed since it was read, or is not at VERSION
   books rm ID [--if-match VERSION]
                         delete (admin, and a password login: a refreshed session is not enough)
-  admin roles USER_ID ROLE...
+  admin roles USER ROLE...
                         set a user's roles: user, editor, admin (admin, password login)
+  admin users find [NAME] [--limit N] [--cursor CURSOR]
+                        a user by name (exact, any case; exit 4 if there is none), or every
+                        user (--limit or --cursor: one page)
+  admin users show USER
+  admin users disable USER
+                        the user's sessions end; login and refresh are refused until enabled
+                        (admin, password login)
+  admin users enable USER
+  admin users sessions USER [--end]
+                        a user's live sessions (--end: end them all, password login)
+  admin audit [--user USER] [--type TYPE] [--limit N] [--cursor CURSOR]
+                        the audit trail, newest first, one page (--limit: 1 to 100); TYPE is
+                        login, login_failed, user_disabled, ... (see docs/api.md)
   admin clients create NAME SCOPE...
                         a service account for another service (client credentials); scopes:
                         books:read, books:write, introspect, revocations:read. Prints its
@@ -35,6 +58,9 @@ Commands:
                         a new secret, shown once; the old one and its tokens end at once
   admin clients rm CLIENT_ID
                         delete a service account; every token it holds ends at once
+
+USER is a username or a user id (an id-shaped argument is tried as an id first). Admin
+commands need the role admin.
 
 Options:
   --url URL   the platform's gateway; default $AUTHBOOKS_URL, else the URL of the stored
@@ -50,10 +76,11 @@ Exit codes:
   0  success
   1  any other error (a server error, an unexpected answer, a local file problem)
   2  usage: bad arguments
-  3  not logged in, session ended, wrong credentials, or a fresh password login needed
+  3  not logged in, session ended, wrong credentials or one-time code, or a fresh password
+     login needed
   4  not found
   5  conflict: already exists (409), or changed since read (412)
-  6  forbidden: your roles do not allow it
+  6  forbidden: your roles do not allow it, or an administrator disabled your account
   7  invalid input, refused by the server (400, 413, 422)
   8  the server is unreachable, unavailable, or rate limiting: try again later
 ";
@@ -79,6 +106,12 @@ pub enum Command {
         all: bool,
     },
     Whoami,
+    Sessions,
+    SessionsEnd {
+        id: String,
+    },
+    MfaEnable,
+    MfaDisable,
     BooksList {
         query: BookQuery,
         all: bool,
@@ -99,8 +132,32 @@ pub enum Command {
         if_match: Option<i64>,
     },
     AdminRoles {
-        user_id: String,
+        user: String,
         roles: Vec<Role>,
+    },
+    /// `name`: one user; else every user (`page`: one page only).
+    UsersFind {
+        name: Option<String>,
+        query: UserQuery,
+        page: bool,
+    },
+    UsersShow {
+        user: String,
+    },
+    UsersDisable {
+        user: String,
+    },
+    UsersEnable {
+        user: String,
+    },
+    UsersSessions {
+        user: String,
+        end: bool,
+    },
+    /// `user`: a username or id, resolved to an id before the query.
+    Audit {
+        user: Option<String>,
+        query: AuditQuery,
     },
     ClientsCreate {
         name: String,
@@ -150,8 +207,9 @@ impl BookChanges {
 pub struct UsageError(pub String);
 
 /// Options that take a value; every other `--name` is a flag.
-const VALUE_OPTIONS: [&str; 9] = [
-    "url", "title", "author", "isbn", "year", "if-match", "limit", "cursor", "search",
+const VALUE_OPTIONS: [&str; 11] = [
+    "url", "title", "author", "isbn", "year", "if-match", "limit", "cursor", "search", "user",
+    "type",
 ];
 
 /// The words and options after the program name, split up.
@@ -254,6 +312,24 @@ pub fn parse(args: Vec<String>) -> Result<Cli, UsageError> {
             words.allow("whoami", &[], &[])?;
             Command::Whoami
         }
+        ["sessions"] => {
+            words.allow("sessions", &[], &[])?;
+            Command::Sessions
+        }
+        ["sessions", "end", id] => {
+            words.allow("sessions end", &[], &[])?;
+            Command::SessionsEnd {
+                id: (*id).to_owned(),
+            }
+        }
+        ["mfa", "enable"] => {
+            words.allow("mfa enable", &[], &[])?;
+            Command::MfaEnable
+        }
+        ["mfa", "disable"] => {
+            words.allow("mfa disable", &[], &[])?;
+            Command::MfaDisable
+        }
         ["books", "list"] => books_list(words)?,
         ["books", "get", id] => {
             words.allow("books get", &[], &[])?;
@@ -270,10 +346,10 @@ pub fn parse(args: Vec<String>) -> Result<Cli, UsageError> {
                 if_match: version(words.take("if-match"))?,
             }
         }
-        ["admin", "roles", user_id, roles @ ..] if !roles.is_empty() => {
+        ["admin", "roles", user, roles @ ..] if !roles.is_empty() => {
             words.allow("admin roles", &[], &[])?;
             Command::AdminRoles {
-                user_id: (*user_id).to_owned(),
+                user: (*user).to_owned(),
                 roles: roles
                     .iter()
                     .map(|r| {
@@ -317,13 +393,54 @@ pub fn parse(args: Vec<String>) -> Result<Cli, UsageError> {
                 id: (*id).to_owned(),
             }
         }
+        ["admin", "users", "find", rest @ ..] => users_find(rest, words)?,
+        ["admin", "users", "show", user] => {
+            words.allow("admin users show", &[], &[])?;
+            Command::UsersShow {
+                user: (*user).to_owned(),
+            }
+        }
+        ["admin", "users", "disable", user] => {
+            words.allow("admin users disable", &[], &[])?;
+            Command::UsersDisable {
+                user: (*user).to_owned(),
+            }
+        }
+        ["admin", "users", "enable", user] => {
+            words.allow("admin users enable", &[], &[])?;
+            Command::UsersEnable {
+                user: (*user).to_owned(),
+            }
+        }
+        ["admin", "users", "sessions", user] => {
+            words.allow("admin users sessions", &[], &["end"])?;
+            Command::UsersSessions {
+                user: (*user).to_owned(),
+                end: words.flag("end"),
+            }
+        }
+        ["admin", "audit"] => audit(words)?,
+        ["sessions", ..] => {
+            return Err(UsageError(
+                "expected `sessions` or `sessions end ID`".into(),
+            ))
+        }
+        ["mfa", ..] => return Err(UsageError("expected `mfa enable` or `mfa disable`".into())),
+        ["admin", "users", ..] => {
+            return Err(UsageError(
+                "expected `admin users find [NAME]`, `admin users show|disable|enable USER` or \
+                 `admin users sessions USER [--end]`"
+                    .into(),
+            ))
+        }
         ["books", ..] => return Err(UsageError(
             "expected `books list`, `books get ID`, `books add`, `books edit ID` or `books rm ID`"
                 .into(),
         )),
         ["admin", ..] => {
             return Err(UsageError(
-                "expected `admin roles USER_ID ROLE...` or `admin clients create NAME SCOPE...|list|rotate ID|rm ID`"
+                "expected `admin roles USER ROLE...`, `admin users ...`, `admin audit` or \
+                 `admin clients create NAME SCOPE...|list|rotate ID|rm ID`"
                     .into(),
             ))
         }
@@ -342,21 +459,67 @@ fn one_optional(command: &str, rest: &[&str], words: &Words) -> Result<Option<St
     }
 }
 
+/// `--limit`: a page size the servers accept, 1 to 100.
+fn limit(raw: Option<String>) -> Result<Option<u32>, UsageError> {
+    raw.map(|raw| {
+        raw.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| UsageError(format!("--limit: expected 1 to 100, got {raw:?}")))
+    })
+    .transpose()
+}
+
+fn users_find(rest: &[&str], mut words: Words) -> Result<Command, UsageError> {
+    words.allow("admin users find", &["limit", "cursor"], &[])?;
+    let limit = limit(words.take("limit"))?;
+    let cursor = words.take("cursor");
+    match rest {
+        [] => Ok(Command::UsersFind {
+            name: None,
+            page: limit.is_some() || cursor.is_some(),
+            query: UserQuery {
+                username: None,
+                cursor,
+                limit,
+            },
+        }),
+        [name] if limit.is_none() && cursor.is_none() => Ok(Command::UsersFind {
+            name: Some((*name).to_owned()),
+            page: true,
+            query: UserQuery {
+                username: Some((*name).to_owned()),
+                ..UserQuery::default()
+            },
+        }),
+        [_] => Err(UsageError(
+            "admin users find NAME finds one user: --limit and --cursor page through all of them"
+                .into(),
+        )),
+        _ => Err(UsageError("admin users find takes one NAME".into())),
+    }
+}
+
+fn audit(mut words: Words) -> Result<Command, UsageError> {
+    words.allow("admin audit", &["user", "type", "limit", "cursor"], &[])?;
+    Ok(Command::Audit {
+        user: words.take("user").filter(|u| !u.is_empty()),
+        query: AuditQuery {
+            user: None,
+            kind: words.take("type").filter(|t| !t.is_empty()),
+            cursor: words.take("cursor"),
+            limit: limit(words.take("limit"))?,
+        },
+    })
+}
+
 fn books_list(mut words: Words) -> Result<Command, UsageError> {
     words.allow(
         "books list",
         &["author", "search", "limit", "cursor"],
         &["all"],
     )?;
-    let limit = match words.take("limit") {
-        None => None,
-        Some(raw) => Some(
-            raw.parse::<u32>()
-                .ok()
-                .filter(|n| (1..=100).contains(n))
-                .ok_or_else(|| UsageError(format!("--limit: expected 1 to 100, got {raw:?}")))?,
-        ),
-    };
+    let limit = limit(words.take("limit"))?;
     Ok(Command::BooksList {
         all: words.flag("all"),
         query: BookQuery {
@@ -502,9 +665,145 @@ mod tests {
             "login a b",
             "books add --title",
             "whoami --all",
+            "sessions end",
+            "sessions end a b",
+            "sessions --end",
+            "mfa",
+            "mfa on",
+            "mfa enable --code 123456",
+            "admin users",
+            "admin users show",
+            "admin users show a b",
+            "admin users disable",
+            "admin users find a b",
+            "admin users find alice --limit 5",
+            "admin users find --limit 101",
+            "admin users sessions alice --all",
+            "admin users enable alice --end",
+            "admin audit --limit 0",
+            "admin audit --user",
+            "admin audit alice",
+            "admin roles alice",
         ] {
             assert!(cli(line).is_err(), "{line}");
         }
+    }
+
+    #[test]
+    fn sessions_and_mfa_commands() {
+        assert_eq!(cli("sessions").expect("valid").command, Command::Sessions);
+        assert_eq!(
+            cli("sessions end s1 --json").expect("valid").command,
+            Command::SessionsEnd { id: "s1".into() }
+        );
+        assert_eq!(
+            cli("mfa enable").expect("valid").command,
+            Command::MfaEnable
+        );
+        assert_eq!(
+            cli("mfa disable").expect("valid").command,
+            Command::MfaDisable
+        );
+    }
+
+    #[test]
+    fn admin_users_take_a_name_or_an_id() {
+        assert_eq!(
+            cli("admin roles alice user editor").expect("valid").command,
+            Command::AdminRoles {
+                user: "alice".into(),
+                roles: vec![Role::User, Role::Editor],
+            }
+        );
+        assert_eq!(
+            cli("admin users find Alice").expect("valid").command,
+            Command::UsersFind {
+                name: Some("Alice".into()),
+                page: true,
+                query: UserQuery {
+                    username: Some("Alice".into()),
+                    ..UserQuery::default()
+                },
+            }
+        );
+        assert_eq!(
+            cli("admin users find").expect("valid").command,
+            Command::UsersFind {
+                name: None,
+                page: false,
+                query: UserQuery::default(),
+            }
+        );
+        assert_eq!(
+            cli("admin users find --limit 2 --cursor c1")
+                .expect("valid")
+                .command,
+            Command::UsersFind {
+                name: None,
+                page: true,
+                query: UserQuery {
+                    username: None,
+                    cursor: Some("c1".into()),
+                    limit: Some(2),
+                },
+            }
+        );
+        let id = "0190a3f2-7b1c-7d2e-8f00-1234567890ab";
+        assert_eq!(
+            cli(&format!("admin users show {id}"))
+                .expect("valid")
+                .command,
+            Command::UsersShow { user: id.into() }
+        );
+        assert_eq!(
+            cli("admin users disable bob").expect("valid").command,
+            Command::UsersDisable { user: "bob".into() }
+        );
+        assert_eq!(
+            cli("admin users enable bob").expect("valid").command,
+            Command::UsersEnable { user: "bob".into() }
+        );
+        assert_eq!(
+            cli("admin users sessions bob").expect("valid").command,
+            Command::UsersSessions {
+                user: "bob".into(),
+                end: false
+            }
+        );
+        assert_eq!(
+            cli("admin users sessions bob --end")
+                .expect("valid")
+                .command,
+            Command::UsersSessions {
+                user: "bob".into(),
+                end: true
+            }
+        );
+    }
+
+    #[test]
+    fn audit_filters() {
+        assert_eq!(
+            cli("admin audit").expect("valid").command,
+            Command::Audit {
+                user: None,
+                query: AuditQuery::default(),
+            }
+        );
+        assert_eq!(
+            cli("admin audit --user bob --type=login_failed --limit 50 --cursor c1")
+                .expect("valid")
+                .command,
+            Command::Audit {
+                user: Some("bob".into()),
+                query: AuditQuery {
+                    user: None,
+                    kind: Some("login_failed".into()),
+                    cursor: Some("c1".into()),
+                    limit: Some(50),
+                },
+            }
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod terminal;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use shared::client::{BookInput, Client, Error, SessionEnd};
+use shared::client::{BookInput, Client, Error, SessionEnd, SessionInfo, User, UserQuery};
 
 use args::{Cli, Command, UsageError, USAGE};
 use store::{Saved, TokenStore};
@@ -72,7 +72,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let (client, saved) = logged_in(&store, url)?;
             let result = authenticated(&client, command, json).await;
             persist(&store, &client, saved, result.as_ref().err())?;
-            result.map_err(Failure::from)
+            result
         }
     }
 }
@@ -113,11 +113,11 @@ fn persist(
     store: &TokenStore,
     client: &Client,
     saved: Saved,
-    error: Option<&Error>,
+    error: Option<&Failure>,
 ) -> Result<(), Failure> {
     let written = match client.session() {
         // The server ended the session without telling the client's refresh logic.
-        _ if matches!(error, Some(Error::TokenRevoked(_))) => store.delete(),
+        _ if error.is_some_and(|e| e.error == "token_revoked") => store.delete(),
         Some(session) if session == saved.session => Ok(()),
         Some(session) => store.save(&Saved { session, ..saved }),
         None => store.delete(),
@@ -145,9 +145,14 @@ async fn login(
     let username = username_from(username, "login")?;
     let password =
         terminal::read_password(&format!("Password for {username}: ")).map_err(Failure::input)?;
-    {
+    let first = {
         let _progress = Progress::start("logging in…");
-        client.login(&username, &password).await?;
+        client.login(&username, &password).await
+    };
+    match first {
+        Ok(()) => {}
+        Err(Error::MfaRequired { mfa_token, .. }) => second_factor(&client, &mfa_token).await?,
+        Err(err) => return Err(err.into()),
     }
     let Some(session) = client.session() else {
         return Err(Failure::from(Error::LoggedOut(SessionEnd::NotLoggedIn)));
@@ -158,7 +163,7 @@ async fn login(
         session,
     };
     store.save(&saved).map_err(Failure::other)?;
-    let me = client.me().await;
+    let me = client.me().await.map_err(Failure::from);
     if let Ok(user) = &me {
         let canonical = Saved {
             username: user.username.clone(),
@@ -181,6 +186,33 @@ async fn login(
         );
     }
     Ok(())
+}
+
+/// How many codes a person at a terminal may type before giving up (the server takes 5 per
+/// login).
+const CODE_TRIES: u32 = 3;
+
+/// The second step of a login: a one-time code for `mfa_token`, from the terminal (asked again
+/// when wrong) or from the next line of stdin.
+async fn second_factor(client: &Client, mfa_token: &str) -> Result<(), Failure> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let code = terminal::read_code("One-time code (or a recovery code): ")
+            .map_err(Failure::code_input)?;
+        let result = {
+            let _progress = Progress::start("checking the code…");
+            client.login_mfa(mfa_token, &code).await
+        };
+        match result {
+            Err(Error::InvalidMfaCode(message))
+                if terminal::interactive() && tries < CODE_TRIES =>
+            {
+                eprintln!("authbooks: {}; try again", output::clean(&message));
+            }
+            other => return other.map_err(Failure::from),
+        }
+    }
 }
 
 async fn register(
@@ -260,7 +292,8 @@ async fn logout(
         client.logout_all().await
     } else {
         client.logout().await
-    };
+    }
+    .map_err(Failure::from);
     persist(store, &client, saved, result.as_ref().err())?;
     result?;
     if json {
@@ -273,8 +306,32 @@ async fn logout(
     Ok(())
 }
 
+/// A user named by a username or an id: an id-shaped argument is tried as an id first, then as
+/// a name (a name could look like an id).
+async fn resolve_user(client: &Client, given: &str) -> Result<User, Error> {
+    if looks_like_id(given) {
+        match client.user(given).await {
+            Err(Error::NotFound(_)) => {}
+            found => return found,
+        }
+    }
+    client
+        .user_named(given)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no user named {given:?}")))
+}
+
+/// A user id as the services make them: a UUID in its hyphenated form.
+fn looks_like_id(text: &str) -> bool {
+    text.len() == 36
+        && text.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
 /// The commands that need the stored session.
-async fn authenticated(client: &Client, command: Command, json: bool) -> Result<(), Error> {
+async fn authenticated(client: &Client, command: Command, json: bool) -> Result<(), Failure> {
     let books = client.books();
     match command {
         Command::Whoami => {
@@ -325,8 +382,140 @@ async fn authenticated(client: &Client, command: Command, json: bool) -> Result<
                 println!("Deleted {}.", output::clean(&id));
             }
         }
-        Command::AdminRoles { user_id, roles } => {
-            let user = client.set_roles(&user_id, &roles).await?;
+        Command::Sessions => {
+            let sessions = client.sessions().await?;
+            if json {
+                output::json(&sessions);
+            } else {
+                output::sessions(&sessions);
+            }
+        }
+        Command::SessionsEnd { id } => {
+            // Whether it is this session: then the stored tokens die with it.
+            let current = client
+                .sessions()
+                .await?
+                .iter()
+                .any(|s| s.current && s.id == id);
+            client.end_session(&id).await?;
+            if current {
+                client.forget();
+            }
+            if json {
+                output::json(&serde_json::json!({ "ended": id, "current": current }));
+            } else if current {
+                println!(
+                    "Ended session {}: it was this one, so you are logged out.",
+                    output::clean(&id)
+                );
+            } else {
+                println!("Ended session {}.", output::clean(&id));
+            }
+        }
+        Command::MfaEnable => mfa_enable(client, json).await?,
+        Command::MfaDisable => {
+            let code = terminal::read_code("One-time code (or a recovery code): ")
+                .map_err(Failure::code_input)?;
+            client.remove_totp(&code).await?;
+            if json {
+                output::json(&serde_json::json!({ "mfa": false }));
+            } else {
+                println!("Second factor removed: logins need only the password again.");
+            }
+        }
+        Command::UsersFind { name, query, page } => {
+            let (items, next_cursor) = if page {
+                let page = client.users(&query).await?;
+                (page.items, page.next_cursor)
+            } else {
+                // Every page, in the fewest requests the server allows.
+                let query = UserQuery {
+                    limit: Some(100),
+                    ..query.clone()
+                };
+                (client.all_users(&query).await?, None)
+            };
+            if let (Some(name), true) = (&name, items.is_empty()) {
+                return Err(Error::NotFound(format!("no user named {name:?}")).into());
+            }
+            if json {
+                output::json(&serde_json::json!({ "items": items, "next_cursor": next_cursor }));
+            } else {
+                output::users(&items);
+                if let Some(cursor) = next_cursor {
+                    let limit = query
+                        .limit
+                        .map(|n| format!("--limit {n} "))
+                        .unwrap_or_default();
+                    eprintln!("More: authbooks admin users find {limit}--cursor {cursor}");
+                }
+            }
+        }
+        Command::UsersShow { user } => {
+            let user = resolve_user(client, &user).await?;
+            if json {
+                output::json(&user);
+            } else {
+                output::user(&user);
+            }
+        }
+        Command::UsersDisable { user } => {
+            let target = resolve_user(client, &user).await?;
+            let user = client.disable_user(&target.id).await?;
+            if json {
+                output::json(&user);
+            } else {
+                println!(
+                    "Disabled {}: their sessions were ended, and login and refresh are refused \
+                     until `authbooks admin users enable`.",
+                    output::clean(&user.username)
+                );
+            }
+        }
+        Command::UsersEnable { user } => {
+            let target = resolve_user(client, &user).await?;
+            let user = client.enable_user(&target.id).await?;
+            if json {
+                output::json(&user);
+            } else {
+                println!(
+                    "Enabled {}: they can log in again (their old sessions stay ended).",
+                    output::clean(&user.username)
+                );
+            }
+        }
+        Command::UsersSessions { user, end } => {
+            let user = resolve_user(client, &user).await?;
+            let sessions = client.user_sessions(&user.id).await?;
+            if end {
+                client.end_user_sessions(&user.id).await?;
+                // The administrator ended their own session along with the others.
+                if sessions.iter().any(|s| s.current) {
+                    client.forget();
+                }
+            }
+            user_sessions(&user, &sessions, end, json);
+        }
+        Command::Audit { user, mut query } => {
+            query.user = match user {
+                // An id is used as it is: it may be a client's, or a deleted user's.
+                Some(given) if looks_like_id(&given) => Some(given),
+                Some(name) => Some(resolve_user(client, &name).await?.id),
+                None => None,
+            };
+            let page = client.audit(&query).await?;
+            if json {
+                output::json(&page);
+            } else {
+                output::audit(&page.items);
+                if let Some(cursor) = page.next_cursor {
+                    eprintln!("Older events: the same command with --cursor {cursor}");
+                }
+            }
+        }
+        Command::AdminRoles { user, roles } => {
+            let target = resolve_user(client, &user).await?;
+            let user = client.set_roles(&target.id, &roles).await?;
             if json {
                 output::json(&user);
             } else {
@@ -381,6 +570,71 @@ async fn authenticated(client: &Client, command: Command, json: bool) -> Result<
     Ok(())
 }
 
+/// `mfa enable`: start, show the secret, read a code from the app, confirm, show the
+/// recovery codes.
+async fn mfa_enable(client: &Client, json: bool) -> Result<(), Failure> {
+    let enrolment = client.start_totp().await?;
+    if json {
+        // A line of its own, before the code is read: a script needs the secret to make one.
+        output::json(&serde_json::json!({
+            "secret": enrolment.secret,
+            "otpauth_uri": enrolment.otpauth_uri,
+        }));
+    } else {
+        println!("Add this account to an authenticator app (TOTP: SHA-1, 6 digits, 30 s):");
+        println!("  secret: {}", output::clean(&enrolment.secret));
+        println!("  URI:    {}", output::clean(&enrolment.otpauth_uri));
+        println!("Nothing changes for your logins until you give a code from the app.");
+    }
+    let mut tries = 0;
+    let codes = loop {
+        tries += 1;
+        let code = terminal::read_code("Code from the app: ").map_err(Failure::code_input)?;
+        match client.confirm_totp(&code).await {
+            Ok(codes) => break codes,
+            Err(Error::InvalidMfaCode(message))
+                if terminal::interactive() && tries < CODE_TRIES =>
+            {
+                eprintln!("authbooks: {}; try again", output::clean(&message));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    };
+    if json {
+        output::json(&serde_json::json!({ "mfa": true, "recovery_codes": codes }));
+    } else {
+        println!("Second factor on: every login now asks for a code from the app.");
+        println!("Recovery codes, each usable once instead of a code (shown only now):");
+        for code in &codes {
+            println!("  {}", output::clean(code));
+        }
+    }
+    Ok(())
+}
+
+fn user_sessions(user: &User, sessions: &[SessionInfo], ended: bool, json: bool) {
+    if json {
+        if ended {
+            output::json(&serde_json::json!({ "user": user.id, "ended": sessions }));
+        } else {
+            output::json(&sessions);
+        }
+        return;
+    }
+    let name = output::clean(&user.username);
+    if !ended {
+        output::sessions(sessions);
+    } else if sessions.is_empty() {
+        println!("{name} had no live session; any started meanwhile was ended too.");
+    } else {
+        println!("Ended every session of {name}:");
+        output::sessions(sessions);
+        if sessions.iter().any(|s| s.current) {
+            println!("That included this one (*): you are logged out.");
+        }
+    }
+}
+
 fn show_book(book: &shared::client::Book, json: bool, done: Option<&str>) {
     if json {
         output::json(book);
@@ -427,6 +681,18 @@ impl Failure {
         Failure::new(exit::OTHER, "local", message)
     }
 
+    /// Reading a one-time code failed; none on stdin is a usage error.
+    fn code_input(err: std::io::Error) -> Self {
+        if err.kind() == std::io::ErrorKind::UnexpectedEof {
+            Failure::usage(format!(
+                "{err}: a second factor is needed; pipe the code in on the line after the \
+                 password, or run in a terminal"
+            ))
+        } else {
+            Failure::other(format!("cannot read the input: {err}"))
+        }
+    }
+
     /// Reading the terminal or stdin failed; no input at all is a usage error.
     fn input(err: std::io::Error) -> Self {
         if err.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -469,7 +735,12 @@ impl From<Error> for Failure {
             | Error::MissingToken(_)
             | Error::WrongTokenType(_)
             | Error::RefreshTokenReused(_) => (exit::AUTH, Some(LOG_IN.to_owned())),
-            Error::InvalidCredentials(_) => (exit::AUTH, None),
+            Error::InvalidCredentials(_) | Error::InvalidMfaCode(_) => (exit::AUTH, None),
+            Error::MfaRequired { .. } => (
+                exit::AUTH,
+                Some("this account has a second factor: log in with a one-time code".into()),
+            ),
+            Error::AccountDisabled(_) => (exit::FORBIDDEN, None),
             Error::FreshTokenRequired(_) => (
                 exit::AUTH,
                 Some("this needs a password login, not a refreshed session: run `authbooks login` and try again".into()),
@@ -509,6 +780,46 @@ impl From<Error> for Failure {
                 _ => None,
             },
             hint,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hyphenated_uuids_look_like_ids() {
+        assert!(looks_like_id("0190a3f2-7b1c-7d2e-8f00-1234567890ab"));
+        assert!(looks_like_id("0190A3F2-7B1C-7D2E-8F00-1234567890AB"));
+        for name in [
+            "alice",
+            "0190a3f27b1c7d2e8f001234567890ab",
+            "0190a3f2-7b1c-7d2e-8f00-1234567890ag",
+            "0190a3f2_7b1c-7d2e-8f00-1234567890ab",
+            "0190a3f2-7b1c-7d2e-8f00-1234567890abc",
+            "",
+        ] {
+            assert!(!looks_like_id(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn second_factor_errors_are_authentication_failures_and_disabled_is_forbidden() {
+        for (err, code) in [
+            (Error::InvalidMfaCode("wrong".into()), exit::AUTH),
+            (
+                Error::MfaRequired {
+                    message: "code".into(),
+                    mfa_token: "t".into(),
+                },
+                exit::AUTH,
+            ),
+            (Error::AccountDisabled("disabled".into()), exit::FORBIDDEN),
+        ] {
+            let failure = Failure::from(err.clone());
+            assert_eq!(failure.code, code, "{err:?}");
+            assert_eq!(failure.error, err.kind());
         }
     }
 }

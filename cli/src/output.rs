@@ -1,7 +1,7 @@
 //! What the commands print: JSON for scripts (`--json`), tables and short lines for people.
 
 use serde::Serialize;
-use shared::client::{Book, ServiceClient, User};
+use shared::client::{AuditEvent, Book, ServiceClient, SessionInfo, User};
 
 /// Prints `value` as one line of JSON.
 pub fn json(value: &impl Serialize) {
@@ -27,6 +27,109 @@ pub fn user(user: &User) {
     println!("  roles:   {}", roles.join(", "));
     if let Some(created_at) = &user.created_at {
         println!("  created: {}", clean(created_at));
+    }
+    println!("  mfa:     {}", if user.mfa { "on" } else { "off" });
+    if user.disabled {
+        println!("  status:  disabled (no login, no refresh)");
+    }
+}
+
+/// A table of users, for `admin users find`.
+pub fn users(users: &[User]) {
+    if users.is_empty() {
+        println!("No users.");
+        return;
+    }
+    let rows = users
+        .iter()
+        .map(|u| {
+            let roles: Vec<&str> = u.roles.iter().map(|r| r.as_str()).collect();
+            vec![
+                clean(&u.id),
+                cell(&u.username),
+                roles.join(","),
+                if u.mfa { "on" } else { "off" }.to_owned(),
+                if u.disabled { "disabled" } else { "active" }.to_owned(),
+                u.created_at.as_deref().map(time).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "USERNAME", "ROLES", "MFA", "STATUS", "CREATED (UTC)"],
+        rows,
+    );
+}
+
+/// A table of live sessions; `*` marks the one of the token that asked.
+pub fn sessions(sessions: &[SessionInfo]) {
+    if sessions.is_empty() {
+        println!("No live sessions.");
+        return;
+    }
+    let rows = sessions
+        .iter()
+        .map(|s| {
+            vec![
+                if s.current { "*" } else { "" }.to_owned(),
+                clean(&s.id),
+                time(&s.created_at),
+                s.last_used_at.as_deref().map(time).unwrap_or_default(),
+                s.expires_at.as_deref().map(time).unwrap_or_default(),
+                s.ip.as_deref().map(clean).unwrap_or_default(),
+                s.user_agent.as_deref().map(cell).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "",
+            "ID",
+            "LOGIN (UTC)",
+            "LAST REFRESH",
+            "EXPIRES",
+            "IP",
+            "CLIENT",
+        ],
+        rows,
+    );
+}
+
+/// A table of audit events.
+pub fn audit(events: &[AuditEvent]) {
+    if events.is_empty() {
+        println!("No events.");
+        return;
+    }
+    let optional = |value: &Option<String>| value.as_deref().map(clean).unwrap_or_default();
+    let rows = events
+        .iter()
+        .map(|e| {
+            vec![
+                time(&e.at),
+                clean(&e.kind),
+                clean(&e.outcome),
+                optional(&e.actor),
+                optional(&e.subject),
+                optional(&e.ip),
+                e.detail.as_deref().map(cell).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "AT (UTC)", "TYPE", "OUTCOME", "ACTOR", "SUBJECT", "IP", "DETAIL",
+        ],
+        rows,
+    );
+}
+
+/// An RFC 3339 UTC time from the API, to the second and without the `T` and zone, for tables
+/// (whose headers say UTC); anything else is shown as it is.
+fn time(rfc3339: &str) -> String {
+    let text = clean(rfc3339);
+    match (text.get(..19), text.as_bytes().get(10)) {
+        (Some(prefix), Some(b'T')) if text.ends_with('Z') => prefix.replacen('T', " ", 1),
+        _ => text,
     }
 }
 
@@ -87,11 +190,10 @@ pub fn books(books: &[Book]) {
         println!("No books.");
         return;
     }
-    let header = ["ID", "TITLE", "AUTHOR", "YEAR", "ISBN", "VERSION"].map(str::to_owned);
-    let rows: Vec<[String; 6]> = books
+    let rows = books
         .iter()
         .map(|b| {
-            [
+            vec![
                 clean(&b.id),
                 cell(&b.title),
                 cell(&b.author),
@@ -101,20 +203,39 @@ pub fn books(books: &[Book]) {
             ]
         })
         .collect();
-    let mut widths = [0; 6];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (width, text) in widths.iter_mut().zip(row) {
-            *width = (*width).max(text.chars().count());
+    table(&["ID", "TITLE", "AUTHOR", "YEAR", "ISBN", "VERSION"], rows);
+}
+
+/// Prints `rows` (already cleaned) in columns under `header`.
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let header = header.iter().map(|h| (*h).to_owned()).collect();
+    for line in columns(&[vec![header], rows].concat()) {
+        println!("{line}");
+    }
+}
+
+/// Each row as one line, every column padded to its widest cell, two spaces apart.
+fn columns(rows: &[Vec<String>]) -> Vec<String> {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, text) in row.iter().enumerate() {
+            let width = text.chars().count();
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(width),
+                None => widths.push(width),
+            }
         }
     }
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(text, width)| format!("{text:<width$}"))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(text, width)| format!("{text:<width$}"))
+                .collect();
+            cells.join("  ").trim_end().to_owned()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -124,6 +245,25 @@ mod tests {
     #[test]
     fn control_characters_never_reach_the_terminal() {
         assert_eq!(clean("Dune\x1b[31m\n"), "Dune\u{fffd}[31m\u{fffd}");
+    }
+
+    #[test]
+    fn columns_are_padded_to_the_widest_cell() {
+        let rows = [
+            vec!["".to_owned(), "ID".to_owned(), "IP".to_owned()],
+            vec!["*".to_owned(), "s-1".to_owned(), "127.0.0.1".to_owned()],
+        ];
+        assert_eq!(columns(&rows), ["   ID   IP", "*  s-1  127.0.0.1"]);
+    }
+
+    #[test]
+    fn api_times_are_shortened_and_anything_else_is_kept() {
+        assert_eq!(time("2026-11-28T14:26:33.123Z"), "2026-11-28 14:26:33");
+        assert_eq!(time("yesterday"), "yesterday");
+        assert_eq!(
+            time("2026-11-28T14:26:33+02:00"),
+            "2026-11-28T14:26:33+02:00"
+        );
     }
 
     #[test]

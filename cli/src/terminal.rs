@@ -38,6 +38,26 @@ pub fn read_password(label: &str) -> io::Result<String> {
     line.ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no password on stdin"))
 }
 
+/// A one-time code: asked for on the terminal (with echo: it is short-lived and read off a
+/// phone), else the next line of stdin, so a script can pipe the password and then the code.
+/// Surrounding spaces are dropped.
+pub fn read_code(label: &str) -> io::Result<String> {
+    let line = if io::stdin().is_terminal() {
+        eprint!("{label}");
+        io::stderr().flush()?;
+        read_line()?
+    } else {
+        read_line()?
+    };
+    line.map(|code| code.trim().to_owned())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no one-time code on stdin"))
+}
+
+/// Whether the user can be asked again (stdin is a terminal).
+pub fn interactive() -> bool {
+    io::stdin().is_terminal()
+}
+
 /// Turns the terminal's echo off (but keeps echoing the newline) until dropped, or until
 /// Ctrl-C ends the process, which would otherwise leave the shell without echo.
 struct EchoOff {

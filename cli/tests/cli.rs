@@ -57,8 +57,8 @@ impl User {
         self.config.path().join("authbooks").join("tokens.json")
     }
 
-    /// Runs `authbooks args`, with `stdin` piped in (never a terminal).
-    fn run(&self, args: &[&str], stdin: &str) -> Output {
+    /// `authbooks args` with this user's config directory and URL, stdin and stdout piped.
+    fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_authbooks"));
         command
             .args(args)
@@ -72,11 +72,25 @@ impl User {
         if let Some(url) = &self.url {
             command.env("AUTHBOOKS_URL", url);
         }
-        let mut child = command.spawn().expect("authbooks runs");
+        command
+    }
+
+    /// Runs `authbooks args`, with `stdin` piped in (never a terminal).
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self.command(args).spawn().expect("authbooks runs");
         if let Some(mut input) = child.stdin.take() {
             input.write_all(stdin.as_bytes()).expect("stdin written");
         }
         child.wait_with_output().expect("authbooks finishes")
+    }
+
+    /// Starts `authbooks args` for a test to talk to through stdin and stdout (stderr is the
+    /// test's own).
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("authbooks runs")
     }
 
     /// `authbooks --json args`, which must succeed; its stdout parsed.
@@ -390,4 +404,460 @@ async fn admin_clients_create_list_rotate_and_rm_service_accounts() {
     assert_eq!(missing["error"], "not_found");
     let usage = admin.run(&["admin", "clients", "create", "x", "root"], "");
     assert_eq!(usage.status.code(), Some(2));
+}
+
+/// Logs `user` in as `name` with `password`, which must succeed.
+fn log_in(user: &User, name: &str, password: &str) {
+    assert_success(
+        &user.run(&["login", name], &format!("{password}\n")),
+        &["login", name],
+    );
+}
+
+/// The `id` of every item of a JSON list.
+fn ids(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|item| item["id"].as_str().expect("an id"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_users_find_show_disable_enable_sessions_roles_and_audit_by_username() {
+    let stack = start(&[]).await;
+    let admin = User::new(Some(&stack.url));
+    log_in(&admin, "admin", &stack.admin_password);
+    let bob = User::new(Some(&stack.url));
+    let registered = bob.run(&["--json", "register", "bob"], "Quarry-fennel-Mosaic-61\n");
+    assert_success(&registered, &["register"]);
+    let bob_id = serde_json::from_slice::<Value>(&registered.stdout).expect("JSON")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    log_in(&bob, "bob", "Quarry-fennel-Mosaic-61");
+    let bob_elsewhere = User::new(Some(&stack.url));
+    log_in(&bob_elsewhere, "bob", "Quarry-fennel-Mosaic-61");
+
+    // Finding: everyone (every page), one page, one by name in any case, nobody.
+    let everyone = admin.json(&["admin", "users", "find"]);
+    let names: Vec<&str> = everyone["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|u| u["username"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["admin", "bob"]);
+    assert_eq!(everyone["next_cursor"], Value::Null);
+    let first_page = admin.json(&["admin", "users", "find", "--limit", "1"]);
+    assert_eq!(first_page["items"][0]["username"], "admin");
+    let cursor = first_page["next_cursor"].as_str().expect("a next page");
+    let second_page = admin.json(&["admin", "users", "find", "--limit", "1", "--cursor", cursor]);
+    assert_eq!(second_page["items"][0]["username"], "bob");
+    let found = admin.json(&["admin", "users", "find", "BOB"]);
+    assert_eq!(found["items"][0]["id"], bob_id.as_str());
+    assert_eq!(
+        admin.fails(&["admin", "users", "find", "nobody"], 4)["error"],
+        "not_found"
+    );
+    let table = admin.run(&["admin", "users", "find"], "");
+    assert_success(&table, &["admin", "users", "find"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.starts_with("ID") && table.contains("bob"), "{table}");
+
+    // Showing, by name and by id.
+    let shown = admin.json(&["admin", "users", "show", "bob"]);
+    assert_eq!(shown["id"], bob_id.as_str());
+    assert_eq!(
+        (&shown["disabled"], &shown["mfa"]),
+        (&false.into(), &false.into())
+    );
+    assert_eq!(
+        admin.json(&["admin", "users", "show", &bob_id])["username"],
+        "bob"
+    );
+    assert_eq!(
+        admin.fails(&["admin", "users", "show", "nobody"], 4)["error"],
+        "not_found"
+    );
+    let forbidden = bob.fails(&["admin", "users", "show", "admin"], 6);
+    assert_eq!(forbidden["error"], "insufficient_role");
+
+    // A user's sessions: bob's two logins, neither the admin's own; then all ended.
+    let sessions = admin.json(&["admin", "users", "sessions", "bob"]);
+    assert_eq!(ids(&sessions).len(), 2, "{sessions}");
+    assert!(sessions
+        .as_array()
+        .expect("list")
+        .iter()
+        .all(|s| s["current"] == false));
+    let ended = admin.json(&["admin", "users", "sessions", "bob", "--end"]);
+    assert_eq!(ended["user"], bob_id.as_str());
+    assert_eq!(ids(&ended["ended"]).len(), 2);
+    for session in [&bob, &bob_elsewhere] {
+        assert_eq!(session.fails(&["whoami"], 3)["error"], "token_revoked");
+    }
+    assert_eq!(
+        admin.json(&["admin", "users", "sessions", "bob"]),
+        Value::from(Vec::<Value>::new())
+    );
+    assert_eq!(
+        admin.json(&["whoami"])["username"],
+        "admin",
+        "the admin's own session lives"
+    );
+
+    // Roles by username.
+    log_in(&bob, "bob", "Quarry-fennel-Mosaic-61");
+    let promoted = admin.json(&["admin", "roles", "bob", "user", "editor"]);
+    assert_eq!(promoted["roles"], serde_json::json!(["user", "editor"]));
+    assert_eq!(promoted["id"], bob_id.as_str());
+    assert_eq!(bob.fails(&["whoami"], 3)["error"], "token_revoked");
+    assert_eq!(
+        admin.fails(&["admin", "roles", "nobody", "user"], 4)["error"],
+        "not_found"
+    );
+
+    // Disabling: the sessions end, and the right password is refused until enabled again.
+    log_in(&bob, "bob", "Quarry-fennel-Mosaic-61");
+    let disabled = admin.json(&["admin", "users", "disable", "bob"]);
+    assert_eq!(disabled["disabled"], true);
+    assert_eq!(bob.fails(&["whoami"], 3)["error"], "token_revoked");
+    let refused = bob.run(&["--json", "login", "bob"], "Quarry-fennel-Mosaic-61\n");
+    assert_eq!(refused.status.code(), Some(6), "a disabled account");
+    let refused: Value = serde_json::from_slice(&refused.stderr).expect("a JSON error");
+    assert_eq!(refused["error"], "account_disabled");
+    let human = bob.run(&["login", "bob"], "Quarry-fennel-Mosaic-61\n");
+    assert_eq!(human.status.code(), Some(6));
+    assert!(
+        String::from_utf8_lossy(&human.stderr).contains("disabled"),
+        "{}",
+        String::from_utf8_lossy(&human.stderr)
+    );
+    assert!(!bob.token_file().exists());
+    let shown = admin.run(&["admin", "users", "show", "bob"], "");
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("status:  disabled"));
+    let own = admin.fails(&["admin", "users", "disable", "admin"], 5);
+    assert_eq!(own["error"], "conflict", "no disabling oneself");
+
+    let enabled = admin.json(&["admin", "users", "enable", &bob_id]);
+    assert_eq!(enabled["disabled"], false);
+    log_in(&bob, "bob", "Quarry-fennel-Mosaic-61");
+    assert_eq!(
+        bob.json(&["whoami"])["roles"],
+        serde_json::json!(["user", "editor"])
+    );
+
+    // The audit trail, by username and by type.
+    let trail = admin.json(&["admin", "audit", "--user", "bob", "--limit", "100"]);
+    let kinds: Vec<&str> = trail["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["type"].as_str().expect("type"))
+        .collect();
+    for kind in [
+        "registered",
+        "login",
+        "roles_changed",
+        "user_disabled",
+        "login_refused",
+        "user_enabled",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} not in {kinds:?}");
+    }
+    // Newest first.
+    assert_eq!(kinds[0], "login", "{kinds:?}");
+    let refusals = admin.json(&["admin", "audit", "--type", "login_refused"]);
+    assert_eq!(refusals["items"].as_array().expect("items").len(), 2);
+    assert_eq!(refusals["items"][0]["subject"], bob_id.as_str());
+    assert_eq!(refusals["items"][0]["outcome"], "refused");
+    let paged = admin.json(&["admin", "audit", "--limit", "1"]);
+    assert_eq!(paged["items"].as_array().expect("items").len(), 1);
+    assert!(paged["next_cursor"].is_string());
+    let table = admin.run(&["admin", "audit", "--type", "user_disabled"], "");
+    assert_success(&table, &["admin", "audit"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.starts_with("AT (UTC)") && table.contains(&bob_id),
+        "{table}"
+    );
+    let unknown = admin.fails(&["admin", "audit", "--type", "frobnicated"], 7);
+    assert_eq!(unknown["error"], "bad_request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_lists_ones_own_and_ends_another_or_this_one() {
+    let stack = start(&[]).await;
+    let laptop = User::new(Some(&stack.url));
+    let phone = User::new(Some(&stack.url));
+    log_in(&laptop, "admin", &stack.admin_password);
+    log_in(&phone, "admin", &stack.admin_password);
+
+    let listed = laptop.json(&["sessions"]);
+    assert_eq!(ids(&listed).len(), 2, "{listed}");
+    let items = listed.as_array().expect("list");
+    let mine = items
+        .iter()
+        .find(|s| s["current"] == true)
+        .expect("this one");
+    let other = items
+        .iter()
+        .find(|s| s["current"] == false)
+        .expect("the other");
+    let (mine, other) = (
+        mine["id"].as_str().expect("id").to_owned(),
+        other["id"].as_str().expect("id").to_owned(),
+    );
+    assert!(items[0]["user_agent"]
+        .as_str()
+        .expect("user agent")
+        .starts_with("authbooks-client/"));
+    let table = laptop.run(&["sessions"], "");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with('*') && l.contains(&mine)),
+        "{table}"
+    );
+
+    let ended = laptop.json(&["sessions", "end", &other]);
+    assert_eq!(
+        (&ended["ended"], &ended["current"]),
+        (&Value::from(other.as_str()), &false.into())
+    );
+    assert_eq!(phone.fails(&["whoami"], 3)["error"], "token_revoked");
+    assert_eq!(ids(&laptop.json(&["sessions"])), [mine.as_str()]);
+    assert_eq!(
+        laptop.fails(&["sessions", "end", &other], 4)["error"],
+        "not_found",
+        "already ended"
+    );
+
+    let ended = laptop.run(&["sessions", "end", &mine], "");
+    assert_success(&ended, &["sessions", "end"]);
+    assert!(String::from_utf8_lossy(&ended.stdout).contains("logged out"));
+    assert!(
+        !laptop.token_file().exists(),
+        "the dead tokens are forgotten"
+    );
+    assert_eq!(laptop.fails(&["whoami"], 3)["reason"], "not_logged_in");
+}
+
+/// RFC 6238 codes for a base32 secret (SHA-1, 6 digits, 30 s), computed here with HMAC-SHA1,
+/// independently of the server's crate. The server accepts the current step and one on either
+/// side, each step only once and only after the last accepted: `next` hands out increasing
+/// steps, waiting when it has run ahead of the clock.
+struct Totp {
+    key: Vec<u8>,
+    last_step: Option<u64>,
+}
+
+impl Totp {
+    fn new(secret_base32: &str) -> Self {
+        Totp {
+            key: base32_decode(secret_base32),
+            last_step: None,
+        }
+    }
+
+    fn code_at(&self, step: u64) -> String {
+        let key =
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &self.key);
+        let mac = aws_lc_rs::hmac::sign(&key, &step.to_be_bytes());
+        let mac = mac.as_ref();
+        let offset = (mac[19] & 0x0f) as usize;
+        let binary = u32::from_be_bytes([
+            mac[offset],
+            mac[offset + 1],
+            mac[offset + 2],
+            mac[offset + 3],
+        ]) & 0x7fff_ffff;
+        format!("{:06}", binary % 1_000_000)
+    }
+
+    fn step_now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+            / 30
+    }
+
+    /// A code the server will take once: for the current step, or the next if the current
+    /// one is spent (both stay in the window for at least 30 s).
+    async fn next(&mut self) -> String {
+        let step = match self.last_step {
+            Some(last) => (last + 1).max(Self::step_now()),
+            None => Self::step_now(),
+        };
+        while step > Self::step_now() + 1 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        self.last_step = Some(step);
+        self.code_at(step)
+    }
+
+    /// A code that is none of the window's.
+    fn wrong(&self) -> String {
+        let now = Self::step_now();
+        let window: Vec<String> = (now - 2..=now + 2).map(|s| self.code_at(s)).collect();
+        (0..10)
+            .map(|d| d.to_string().repeat(6))
+            .find(|c| !window.contains(c))
+            .expect("one of ten is outside a window of five")
+    }
+}
+
+fn base32_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut buffer, mut bits, mut out) = (0u64, 0u32, Vec::new());
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let value = ALPHABET
+            .iter()
+            .position(|a| *a == c.to_ascii_uppercase())
+            .expect("base32") as u64;
+        buffer = (buffer << 5) | value;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_tests_totp_matches_rfc_6238() {
+    // Appendix B: the secret "12345678901234567890", SHA-1, the last 6 digits.
+    let totp = Totp::new("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+    assert_eq!(totp.code_at(59 / 30), "287082");
+    assert_eq!(totp.code_at(1_111_111_109 / 30), "081804");
+    assert_eq!(totp.code_at(2_000_000_000 / 30), "279037");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mfa_enable_then_login_with_a_code_or_a_recovery_code_then_mfa_disable() {
+    let stack = start(&[]).await;
+    let carol = User::new(Some(&stack.url));
+    assert_success(
+        &carol.run(&["register", "carol"], "Tundra-saffron-Beacon-27\n"),
+        &["register"],
+    );
+    log_in(&carol, "carol", "Tundra-saffron-Beacon-27");
+
+    // `mfa enable` as a script drives it: the secret on the first JSON line, the code on
+    // stdin, the recovery codes on the second line.
+    let mut enable = carol.spawn(&["--json", "mfa", "enable"]);
+    let mut stdout = std::io::BufReader::new(enable.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("the secret line");
+    let started: Value = serde_json::from_str(&line).expect("JSON");
+    let secret = started["secret"].as_str().expect("secret");
+    assert!(started["otpauth_uri"]
+        .as_str()
+        .expect("uri")
+        .starts_with("otpauth://totp/"));
+    let mut totp = Totp::new(secret);
+    let mut stdin = enable.stdin.take().expect("stdin");
+    writeln!(stdin, "{}", totp.next().await).expect("code written");
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("the rest");
+    let status = enable.wait().expect("finishes");
+    assert!(status.success(), "mfa enable failed: {rest}");
+    let confirmed: Value = serde_json::from_str(rest.trim()).expect("JSON");
+    let recovery: Vec<String> = confirmed["recovery_codes"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .map(|c| c.as_str().expect("code").to_owned())
+        .collect();
+    assert_eq!(recovery.len(), 10);
+    assert_eq!(carol.json(&["whoami"])["mfa"], true);
+    assert_eq!(
+        carol.fails(&["mfa", "enable"], 5)["error"],
+        "conflict",
+        "already enrolled"
+    );
+
+    // The password alone no longer logs in.
+    assert_eq!(carol.json(&["logout"])["logged_out"], true);
+    let no_code = carol.run(&["--json", "login", "carol"], "Tundra-saffron-Beacon-27\n");
+    assert_eq!(no_code.status.code(), Some(2), "no code on stdin");
+    let no_code: Value = serde_json::from_slice(&no_code.stderr).expect("a JSON error");
+    assert_eq!(no_code["error"], "usage");
+    assert!(
+        no_code["message"]
+            .as_str()
+            .expect("message")
+            .contains("second factor"),
+        "{no_code}"
+    );
+    let wrong = carol.run(
+        &["--json", "login", "carol"],
+        &format!("Tundra-saffron-Beacon-27\n{}\n", totp.wrong()),
+    );
+    assert_eq!(wrong.status.code(), Some(3));
+    let wrong: Value = serde_json::from_slice(&wrong.stderr).expect("a JSON error");
+    assert_eq!(wrong["error"], "invalid_mfa_code");
+    assert!(!carol.token_file().exists());
+
+    // The password, then the code, on two lines of stdin.
+    let login = carol.run(
+        &["--json", "login", "carol"],
+        &format!("Tundra-saffron-Beacon-27\n{}\n", totp.next().await),
+    );
+    assert_success(&login, &["login", "carol"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&login.stdout).expect("JSON")["username"],
+        "carol"
+    );
+    assert_eq!(carol.json(&["whoami"])["mfa"], true);
+
+    // A recovery code in place of a TOTP code, once.
+    log_in_with_code(&carol, &recovery[0]);
+    let spent = carol.run(
+        &["--json", "login", "carol"],
+        &format!("Tundra-saffron-Beacon-27\n{}\n", recovery[0]),
+    );
+    assert_eq!(spent.status.code(), Some(3), "a recovery code works once");
+    log_in_with_code(&carol, &recovery[1]);
+
+    // The administrator sees the factor.
+    let admin = User::new(Some(&stack.url));
+    log_in(&admin, "admin", &stack.admin_password);
+    assert_eq!(
+        admin.json(&["admin", "users", "show", "carol"])["mfa"],
+        true
+    );
+
+    // Removing it takes a code (a recovery code here); then the password is enough again.
+    let removed = carol.run(&["--json", "mfa", "disable"], &format!("{}\n", recovery[2]));
+    assert_success(&removed, &["mfa", "disable"]);
+    assert_eq!(carol.json(&["whoami"])["mfa"], false);
+    log_in(&carol, "carol", "Tundra-saffron-Beacon-27");
+    assert_eq!(
+        admin.json(&["admin", "users", "show", "carol"])["mfa"],
+        false
+    );
+    let mfa_events = admin.json(&[
+        "admin",
+        "audit",
+        "--user",
+        "carol",
+        "--type",
+        "mfa_enrolled",
+    ]);
+    assert_eq!(mfa_events["items"].as_array().expect("items").len(), 1);
+}
+
+/// `authbooks login carol` with the password and then `code` on stdin, which must succeed.
+fn log_in_with_code(user: &User, code: &str) {
+    let login = user.run(
+        &["login", "carol"],
+        &format!("Tundra-saffron-Beacon-27\n{code}\n"),
+    );
+    assert_success(&login, &["login", "carol", "(with a code)"]);
 }

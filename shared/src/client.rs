@@ -46,7 +46,10 @@ use crate::error::ErrorBody;
 pub use books::Books;
 pub use error::{Error, SessionEnd};
 use types::TokenPair;
-pub use types::{Book, BookInput, BookPage, BookQuery, ServiceClient, Session, User};
+pub use types::{
+    AuditEvent, AuditPage, AuditQuery, Book, BookInput, BookPage, BookQuery, ServiceClient,
+    Session, SessionInfo, TotpEnrolment, User, UserPage, UserQuery,
+};
 
 /// A client of the platform; cheap to clone, and clones share the session.
 #[derive(Clone)]
@@ -172,12 +175,35 @@ impl Client {
     }
 
     /// `POST /auth/login`: replaces the session with a fresh token pair.
+    ///
+    /// When the account has a second factor, the right password is answered with
+    /// [`Error::MfaRequired`] and the session is left as it was: finish with
+    /// [`Client::login_mfa`] and its `mfa_token` (single-use, valid 5 minutes).
     pub async fn login(&self, username: &str, password: &str) -> Result<(), Error> {
         let call = Call::new(Method::POST, self.url(&["auth", "login"]))
             .json(&serde_json::json!({ "username": username, "password": password }))?;
         let pair: TokenPair = json(self.execute(&call, None).await?).await?;
         self.replace_session(Some(pair.into()), SessionEnd::NotLoggedIn);
         Ok(())
+    }
+
+    /// `POST /auth/login/mfa`: the second step of a login answered [`Error::MfaRequired`],
+    /// with a TOTP code or an unused recovery code; replaces the session like
+    /// [`Client::login`]. A wrong, reused or expired code, or a spent `mfa_token`, is
+    /// [`Error::InvalidMfaCode`] (an `mfa_token` takes 5 tries).
+    pub async fn login_mfa(&self, mfa_token: &str, code: &str) -> Result<(), Error> {
+        let call = Call::new(Method::POST, self.url(&["auth", "login", "mfa"]))
+            .json(&serde_json::json!({ "mfa_token": mfa_token, "code": code }))?;
+        let pair: TokenPair = json(self.execute(&call, None).await?).await?;
+        self.replace_session(Some(pair.into()), SessionEnd::NotLoggedIn);
+        Ok(())
+    }
+
+    /// Forgets the session without telling the server, for one the server has already ended
+    /// (e.g. by [`Client::end_session`] of the current session). Calls then report
+    /// [`Error::LoggedOut`].
+    pub fn forget(&self) {
+        self.replace_session(None, SessionEnd::LoggedOut);
     }
 
     /// `GET /auth/me`: the logged-in user, read from the database.
@@ -195,6 +221,133 @@ impl Client {
         let url = self.url(&["auth", "users", segment(user_id, "user")?, "roles"]);
         let call = Call::new(Method::PUT, url).json(&serde_json::json!({ "roles": roles }))?;
         json(self.authed(call).await?).await
+    }
+
+    /// `GET /auth/users` (admin): one page of users, oldest account first.
+    pub async fn users(&self, query: &UserQuery) -> Result<UserPage, Error> {
+        let mut url = self.url(&["auth", "users"]);
+        let pairs = query.pairs();
+        if !pairs.is_empty() {
+            url.query_pairs_mut().extend_pairs(pairs);
+        }
+        json(self.authed(Call::new(Method::GET, url)).await?).await
+    }
+
+    /// Every user matching `query`, following `next_cursor` page after page (admin).
+    pub async fn all_users(&self, query: &UserQuery) -> Result<Vec<User>, Error> {
+        let mut query = query.clone();
+        let mut users = Vec::new();
+        loop {
+            let page = self.users(&query).await?;
+            users.extend(page.items);
+            match page.next_cursor {
+                // A server repeating a cursor would otherwise keep us here forever.
+                Some(next) if query.cursor.as_ref() != Some(&next) => query.cursor = Some(next),
+                _ => return Ok(users),
+            }
+        }
+    }
+
+    /// The user of this name (exact, case-insensitive), if there is one (admin).
+    pub async fn user_named(&self, username: &str) -> Result<Option<User>, Error> {
+        if username.is_empty() {
+            return Ok(None);
+        }
+        let query = UserQuery {
+            username: Some(username.to_owned()),
+            ..UserQuery::default()
+        };
+        let page = self.users(&query).await?;
+        Ok(page
+            .items
+            .into_iter()
+            .find(|user| user.username.eq_ignore_ascii_case(username)))
+    }
+
+    /// `GET /auth/users/{id}` (admin).
+    pub async fn user(&self, id: &str) -> Result<User, Error> {
+        let url = self.url(&["auth", "users", segment(id, "user")?]);
+        json(self.authed(Call::new(Method::GET, url)).await?).await
+    }
+
+    /// `POST /auth/users/{id}/disable` (admin, fresh login): every session of the user ends,
+    /// and login and refresh answer [`Error::AccountDisabled`] until enabled again. Disabling
+    /// one's own account is [`Error::Conflict`].
+    pub async fn disable_user(&self, id: &str) -> Result<User, Error> {
+        let url = self.url(&["auth", "users", segment(id, "user")?, "disable"]);
+        json(self.authed(Call::new(Method::POST, url)).await?).await
+    }
+
+    /// `POST /auth/users/{id}/enable` (admin, fresh login): the user may log in again; the old
+    /// sessions stay ended.
+    pub async fn enable_user(&self, id: &str) -> Result<User, Error> {
+        let url = self.url(&["auth", "users", segment(id, "user")?, "enable"]);
+        json(self.authed(Call::new(Method::POST, url)).await?).await
+    }
+
+    /// `GET /auth/users/{id}/sessions` (admin): the user's live sessions, newest first.
+    pub async fn user_sessions(&self, id: &str) -> Result<Vec<SessionInfo>, Error> {
+        let url = self.url(&["auth", "users", segment(id, "user")?, "sessions"]);
+        let list: types::SessionList =
+            json(self.authed(Call::new(Method::GET, url)).await?).await?;
+        Ok(list.items)
+    }
+
+    /// `DELETE /auth/users/{id}/sessions` (admin, fresh login): ends every session of the
+    /// user, everywhere.
+    pub async fn end_user_sessions(&self, id: &str) -> Result<(), Error> {
+        let url = self.url(&["auth", "users", segment(id, "user")?, "sessions"]);
+        self.authed(Call::new(Method::DELETE, url)).await.map(drop)
+    }
+
+    /// `GET /auth/sessions`: the logged-in user's live sessions, newest first;
+    /// [`SessionInfo::current`] marks this client's.
+    pub async fn sessions(&self) -> Result<Vec<SessionInfo>, Error> {
+        let call = Call::new(Method::GET, self.url(&["auth", "sessions"]));
+        let list: types::SessionList = json(self.authed(call).await?).await?;
+        Ok(list.items)
+    }
+
+    /// `DELETE /auth/sessions/{id}`: ends one of the logged-in user's sessions, everywhere.
+    /// Ending this client's own session leaves it holding dead tokens: [`Client::forget`] them.
+    pub async fn end_session(&self, id: &str) -> Result<(), Error> {
+        let url = self.url(&["auth", "sessions", segment(id, "session")?]);
+        self.authed(Call::new(Method::DELETE, url)).await.map(drop)
+    }
+
+    /// `GET /auth/audit` (admin): one page of the audit trail, newest first.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, Error> {
+        let mut url = self.url(&["auth", "audit"]);
+        let pairs = query.pairs();
+        if !pairs.is_empty() {
+            url.query_pairs_mut().extend_pairs(pairs);
+        }
+        json(self.authed(Call::new(Method::GET, url)).await?).await
+    }
+
+    /// `POST /auth/mfa/totp` (fresh login): starts TOTP enrolment with a new secret, which
+    /// [`Client::confirm_totp`] turns on. A second call replaces an unconfirmed secret; with a
+    /// factor already enrolled it is [`Error::Conflict`].
+    pub async fn start_totp(&self) -> Result<TotpEnrolment, Error> {
+        let call = Call::new(Method::POST, self.url(&["auth", "mfa", "totp"]));
+        json(self.authed(call).await?).await
+    }
+
+    /// `POST /auth/mfa/totp/confirm` (fresh login): a code of the new secret turns the second
+    /// factor on; the answer is the 10 recovery codes, shown this once.
+    pub async fn confirm_totp(&self, code: &str) -> Result<Vec<String>, Error> {
+        let call = Call::new(Method::POST, self.url(&["auth", "mfa", "totp", "confirm"]))
+            .json(&serde_json::json!({ "code": code }))?;
+        let codes: types::RecoveryCodes = json(self.authed(call).await?).await?;
+        Ok(codes.recovery_codes)
+    }
+
+    /// `DELETE /auth/mfa/totp` (fresh login): removes the second factor and its recovery codes,
+    /// given a current TOTP code or a recovery code.
+    pub async fn remove_totp(&self, code: &str) -> Result<(), Error> {
+        let call = Call::new(Method::DELETE, self.url(&["auth", "mfa", "totp"]))
+            .json(&serde_json::json!({ "code": code }))?;
+        self.authed(call).await.map(drop)
     }
 
     /// `POST /auth/clients`: a service account with these scopes (admin, fresh login); the

@@ -72,6 +72,21 @@ impl Env {
         }
     }
 
+    /// A whole number of something other than seconds (days, counts).
+    pub fn number(&self, var: &'static str, default: u64, min: u64) -> Result<u64, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(n) if n >= min => Ok(n),
+                Ok(_) => Err(invalid(var, format!("must be at least {min}"))),
+                Err(_) => Err(invalid(
+                    var,
+                    format!("expected a whole number, got {raw:?}"),
+                )),
+            },
+        }
+    }
+
     pub fn listen_addr(&self, default: &str) -> Result<SocketAddr, ConfigError> {
         self.get("LISTEN_ADDR")
             .unwrap_or(default)

@@ -50,7 +50,10 @@ error_codes! {
     FreshTokenRequired = "fresh_token_required" => UNAUTHORIZED,
     RefreshTokenReused = "refresh_token_reused" => UNAUTHORIZED,
     InvalidCredentials = "invalid_credentials" => UNAUTHORIZED,
+    MfaRequired = "mfa_required" => UNAUTHORIZED,
+    InvalidMfaCode = "invalid_mfa_code" => UNAUTHORIZED,
     InsufficientRole = "insufficient_role" => FORBIDDEN,
+    AccountDisabled = "account_disabled" => FORBIDDEN,
     CsrfFailed = "csrf_failed" => FORBIDDEN,
     NotFound = "not_found" => NOT_FOUND,
     MethodNotAllowed = "method_not_allowed" => METHOD_NOT_ALLOWED,
@@ -70,6 +73,9 @@ pub struct ErrorBody {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<BTreeMap<String, String>>,
+    /// On `mfa_required`: the single-use token for `POST /auth/login/mfa`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_token: Option<String>,
 }
 
 impl ErrorBody {
@@ -78,6 +84,7 @@ impl ErrorBody {
             error,
             message: message.into(),
             fields: None,
+            mfa_token: None,
         }
     }
 
@@ -269,6 +276,6 @@ mod tests {
             let json = serde_json::to_string(code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
-        assert_eq!(ErrorCode::ALL.len(), 20);
+        assert_eq!(ErrorCode::ALL.len(), 23);
     }
 }

@@ -377,6 +377,9 @@ fn meaning(code: ErrorCode) -> &'static str {
         FreshTokenRequired => "a non-fresh access token on an operation that needs a fresh one",
         RefreshTokenReused => "a refresh token already rotated; its whole family is now revoked",
         InvalidCredentials => "login failed (one answer for an unknown user and a wrong password)",
+        MfaRequired => "password correct, a second factor is enrolled: see `mfa_token`",
+        InvalidMfaCode => "wrong, reused or expired one-time code (throttled like passwords)",
+        AccountDisabled => "an administrator disabled the account",
         InsufficientRole => "valid token, but its roles do not allow the operation",
         CsrfFailed => "cookie-carried token without a matching `X-CSRF-TOKEN` header",
         NotFound => "no such resource",
@@ -417,6 +420,14 @@ impl PartialSchema for ErrorBodySchema {
                 ObjectBuilder::new()
                     .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
                     .description(Some("the problem with each field, on `validation_failed`")),
+            )
+            .property(
+                "mfa_token",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(
+                        "on `mfa_required`: the single-use token for `POST /auth/login/mfa`",
+                    )),
             )
             .into()
     }

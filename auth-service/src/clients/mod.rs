@@ -10,7 +10,9 @@ mod store;
 
 use shared::Scope;
 
+use crate::audit::{Event, EventKind};
 use crate::error::{AuthError, OAuthError};
+use crate::origin::RequestOrigin;
 use crate::sessions::end_all;
 use crate::state::AppState;
 
@@ -69,6 +71,7 @@ pub fn parse_scopes(names: &[String]) -> Result<Vec<Scope>, AuthError> {
 
 pub async fn create(
     state: &AppState,
+    by: &Actor<'_>,
     name: String,
     scopes: Vec<Scope>,
 ) -> Result<WithSecret, AuthError> {
@@ -79,11 +82,13 @@ pub async fn create(
         .map_err(|e| AuthError::unexpected("generating a client secret", e))?;
     let client = state.clients.store.create(name, scopes, stored).await?;
     state.metrics.inc("auth_clients_created_total");
+    by.record(state, EventKind::ClientCreated, &client.id, &client.name)
+        .await;
     Ok(WithSecret { client, secret })
 }
 
 /// Deletes a client and ends every token it holds.
-pub async fn delete(state: &AppState, id: String) -> Result<(), AuthError> {
+pub async fn delete(state: &AppState, by: &Actor<'_>, id: String) -> Result<(), AuthError> {
     if !state.clients.store.delete(id.clone()).await? {
         return Err(AuthError::NotFound("no such client"));
     }
@@ -94,11 +99,17 @@ pub async fn delete(state: &AppState, id: String) -> Result<(), AuthError> {
             cause: Box::new(err),
         });
     }
+    by.record(state, EventKind::ClientDeleted, &id, "every token ended")
+        .await;
     Ok(())
 }
 
 /// Gives a client a new secret (the old one stops working) and ends every token it holds.
-pub async fn rotate_secret(state: &AppState, id: String) -> Result<WithSecret, AuthError> {
+pub async fn rotate_secret(
+    state: &AppState,
+    by: &Actor<'_>,
+    id: String,
+) -> Result<WithSecret, AuthError> {
     let (secret, stored) = state
         .clients
         .secrets
@@ -125,7 +136,31 @@ pub async fn rotate_secret(state: &AppState, id: String) -> Result<WithSecret, A
         .by_id(id)
         .await?
         .ok_or(AuthError::NotFound("no such client"))?;
+    by.record(
+        state,
+        EventKind::ClientSecretRotated,
+        &client.id,
+        "every token ended",
+    )
+    .await;
     Ok(WithSecret { client, secret })
+}
+
+/// The administrator changing a client, for the audit trail.
+pub struct Actor<'a> {
+    pub id: &'a str,
+    pub origin: &'a RequestOrigin,
+}
+
+impl Actor<'_> {
+    async fn record(&self, state: &AppState, kind: EventKind, client: &str, detail: &str) {
+        let event = Event::success(kind)
+            .actor(self.id)
+            .subject(client)
+            .from(self.origin)
+            .detail(detail);
+        state.audit.record(event).await;
+    }
 }
 
 /// The client these credentials belong to, or `invalid_client` (the same answer for an unknown

@@ -7,19 +7,19 @@
 //! signing keys) means that a copy of the database alone cannot even confirm a leaked secret.
 //! Comparison is constant time (`hmac::verify`).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use aws_lc_rs::hmac;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
+use crate::server_key;
+
 /// The file, in the keys directory, holding the key when `AUTH_CLIENT_SECRET_KEY` is unset.
 pub const KEY_FILE: &str = "client-secret.key";
 
-/// Bytes of randomness in a secret and in a generated key.
-const SECRET_BYTES: usize = 32;
+/// Bytes of randomness in a secret, and the least a key may have.
+const SECRET_BYTES: usize = server_key::KEY_BYTES;
 
 pub struct SecretHasher {
     key: hmac::Key,
@@ -37,36 +37,15 @@ impl SecretHasher {
     }
 
     /// The configured key (base64url or standard base64 of at least 32 bytes), or the key file
-    /// in `keys_dir`, created (0600) on first start. Every instance must use the same key: they
-    /// share the keys directory already.
+    /// in `keys_dir`, created (0600) on first start (see [`crate::server_key`]). Every instance
+    /// must use the same key: they share the keys directory already.
     pub fn load_or_create(configured: Option<&str>, keys_dir: &Path) -> Result<Self, String> {
-        if let Some(encoded) = configured {
-            return Self::new(&decode(encoded)?);
-        }
-        let path = keys_dir.join(KEY_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(encoded) => {
-                Self::new(&decode(encoded.trim())?).map_err(|e| format!("{}: {e}", path.display()))
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                let key = random_bytes()?;
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-                file.write_all(URL_SAFE_NO_PAD.encode(key).as_bytes())
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                Self::new(&key)
-            }
-            Err(err) => Err(format!("cannot read {}: {e}", path.display(), e = err)),
-        }
+        server_key::load_or_create(configured, keys_dir, KEY_FILE, Self::new)
     }
 
     /// A new secret and what to store for it.
     pub fn generate(&self) -> Result<(String, String), String> {
-        let secret = URL_SAFE_NO_PAD.encode(random_bytes()?);
+        let secret = URL_SAFE_NO_PAD.encode(server_key::random_bytes::<SECRET_BYTES>()?);
         let stored = self.hash(&secret);
         Ok((secret, stored))
     }
@@ -82,19 +61,6 @@ impl SecretHasher {
             Err(_) => false,
         }
     }
-}
-
-fn random_bytes() -> Result<[u8; SECRET_BYTES], String> {
-    let mut bytes = [0u8; SECRET_BYTES];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "the OS random generator failed".to_owned())?;
-    Ok(bytes)
-}
-
-fn decode(encoded: &str) -> Result<Vec<u8>, String> {
-    URL_SAFE_NO_PAD
-        .decode(encoded.trim_end_matches('='))
-        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(encoded))
-        .map_err(|_| "expected base64 of at least 32 random bytes".to_owned())
 }
 
 #[cfg(test)]

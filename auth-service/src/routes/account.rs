@@ -5,10 +5,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use shared::{AccessClaims, Role};
 
+use crate::audit::{Event, EventKind};
 use crate::domain::Password;
 use crate::error::AuthError;
-use crate::routes::client_address;
 use crate::routes::dto::UserBody;
+use crate::routes::origin;
 use crate::sessions;
 use crate::state::AppState;
 use shared::api_errors;
@@ -35,11 +36,16 @@ api_errors!(LogoutAllErrors: TOKEN + [CsrfFailed]);
 )]
 async fn logout_all(
     state: web::Data<AppState>,
+    req: HttpRequest,
     claims: AccessClaims,
 ) -> Result<HttpResponse, AuthError> {
     // Any authenticated user, for their own sessions.
     sessions::end_all(&state, &claims.sub, None).await?;
     state.metrics.inc("auth_logout_all_total");
+    let event = Event::success(EventKind::LogoutAll)
+        .by_self(&claims.sub)
+        .from(&origin(&req, &state));
+    state.audit.record(event).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -92,8 +98,8 @@ async fn change_password(
 ) -> Result<HttpResponse, AuthError> {
     claims.require_fresh()?;
     let (current_password, new_password) = body.into_inner().parse()?;
-    let address = client_address(&req, &state);
-    sessions::change_password(&state, &address, &claims, current_password, new_password).await?;
+    let origin = origin(&req, &state);
+    sessions::change_password(&state, &origin, &claims, current_password, new_password).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -147,6 +153,7 @@ api_errors!(
 )]
 async fn set_roles(
     state: web::Data<AppState>,
+    req: HttpRequest,
     claims: AccessClaims,
     id: web::Path<String>,
     body: web::Json<RolesBody>,
@@ -154,6 +161,7 @@ async fn set_roles(
     claims.require_role(Role::Admin)?;
     claims.require_fresh()?;
     let roles = body.parse()?;
-    let user = sessions::set_roles(&state, id.into_inner(), roles).await?;
+    let origin = origin(&req, &state);
+    let user = sessions::set_roles(&state, &claims.sub, &origin, id.into_inner(), roles).await?;
     Ok(HttpResponse::Ok().json(UserBody::of(&user, true)))
 }

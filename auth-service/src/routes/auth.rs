@@ -4,11 +4,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use shared::{AccessClaims, RefreshToRotate, Role, TokenError};
 
+use crate::audit::{Event, EventKind};
 use crate::error::AuthError;
 use crate::login;
 use crate::password_policy::hash_new_password;
 use crate::routes::dto::{Credentials, NewAccount, UserBody};
-use crate::routes::{client_address, cookies};
+use crate::routes::{client_address, cookies, origin};
 use crate::sessions;
 use crate::state::AppState;
 use crate::tokens::TokenPair;
@@ -66,6 +67,10 @@ async fn register(
         .create(username.as_str().to_owned(), hash, vec![Role::User])
         .await?;
     state.metrics.inc("auth_registrations_total");
+    let event = Event::success(EventKind::Registered)
+        .by_self(&user.id)
+        .from(&origin(&req, &state));
+    state.audit.record(event).await;
     Ok(HttpResponse::Created()
         .insert_header(("Location", "/auth/me"))
         .json(UserBody::of(&user, false)))
@@ -94,8 +99,8 @@ async fn login(
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, AuthError> {
     let Credentials { username, password } = body.into_inner();
-    let address = client_address(&req, &state);
-    let pair = login::authenticate(&state, &address, &username, password, None).await?;
+    let origin = origin(&req, &state);
+    let pair = login::authenticate(&state, &origin, &username, password, None).await?;
     Ok(token_response(&pair.body))
 }
 
@@ -132,14 +137,7 @@ async fn refresh(
     // as it spends the token (one Redis round trip per refresh).
     RefreshToRotate(claims): RefreshToRotate,
 ) -> Result<HttpResponse, AuthError> {
-    let client = crate::ledger::client_fingerprint(
-        &client_address(&req, &state),
-        req.headers()
-            .get(actix_web::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default(),
-    );
-    let pair = sessions::refresh(&state, &claims, &client).await?;
+    let pair = sessions::refresh(&state, &claims, &origin(&req, &state)).await?;
     Ok(match (&claims.csrf, cookies::refresh_from_cookie(&req)) {
         (Some(csrf), true) => cookies::refresh_response(&state, &pair, csrf),
         _ => token_response(&pair),
@@ -202,6 +200,7 @@ api_errors!(LogoutErrors: TOKEN + [BadRequest, ValidationFailed, PayloadTooLarge
 )]
 async fn logout(
     state: web::Data<AppState>,
+    req: HttpRequest,
     claims: AccessClaims,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AuthError> {
@@ -219,6 +218,7 @@ async fn logout(
         &state,
         &claims,
         body.as_ref().and_then(LogoutBody::refresh_token),
+        &origin(&req, &state),
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -1,12 +1,13 @@
 //! Service accounts for administrators: `/auth/clients`. Reads need role `admin`; writes a
 //! fresh admin token. A secret appears in exactly two answers: creation and rotation.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use shared::{api_errors, AccessClaims, Role};
 
 use crate::clients::{self, Client, WithSecret};
 use crate::error::AuthError;
+use crate::routes::origin;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -97,13 +98,19 @@ api_errors!(
 )]
 async fn create_client(
     state: web::Data<AppState>,
+    req: HttpRequest,
     claims: AccessClaims,
     body: web::Json<NewClient>,
 ) -> Result<HttpResponse, AuthError> {
     admin(&claims, true)?;
     let name = clients::parse_name(&body.name)?;
     let scopes = clients::parse_scopes(&body.scopes)?;
-    let created = clients::create(&state, name, scopes).await?;
+    let origin = origin(&req, &state);
+    let by = clients::Actor {
+        id: &claims.sub,
+        origin: &origin,
+    };
+    let created = clients::create(&state, &by, name, scopes).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Cache-Control", "no-store"))
         .json(ClientWithSecret::of(&created)))
@@ -151,11 +158,17 @@ api_errors!(
 )]
 async fn delete_client(
     state: web::Data<AppState>,
+    req: HttpRequest,
     claims: AccessClaims,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AuthError> {
     admin(&claims, true)?;
-    clients::delete(&state, id.into_inner()).await?;
+    let origin = origin(&req, &state);
+    let by = clients::Actor {
+        id: &claims.sub,
+        origin: &origin,
+    };
+    clients::delete(&state, &by, id.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -173,11 +186,17 @@ async fn delete_client(
 )]
 async fn rotate_secret(
     state: web::Data<AppState>,
+    req: HttpRequest,
     claims: AccessClaims,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AuthError> {
     admin(&claims, true)?;
-    let rotated = clients::rotate_secret(&state, id.into_inner()).await?;
+    let origin = origin(&req, &state);
+    let by = clients::Actor {
+        id: &claims.sub,
+        origin: &origin,
+    };
+    let rotated = clients::rotate_secret(&state, &by, id.into_inner()).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(ClientWithSecret::of(&rotated)))

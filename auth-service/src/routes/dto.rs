@@ -57,6 +57,10 @@ pub struct UserBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String, format = DateTime, required = false)]
     created_at: Option<String>,
+    /// Disabled by an administrator: no login, no refresh, every token refused.
+    disabled: bool,
+    /// A second factor (TOTP) is enrolled and required at every login.
+    mfa: bool,
 }
 
 impl UserBody {
@@ -66,7 +70,32 @@ impl UserBody {
             username: user.username.clone(),
             roles: user.roles.clone(),
             created_at: with_created_at.then(|| rfc3339(user.created_at)),
+            disabled: user.disabled,
+            mfa: user.mfa(),
         }
+    }
+}
+
+/// `limit` of a list query: 1-100, default 20.
+pub fn page_limit(raw: Option<&str>) -> Result<i64, AuthError> {
+    match raw {
+        None => Ok(20),
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if (1..=100).contains(&n) => Ok(n),
+            _ => Err(AuthError::BadRequest(
+                "limit must be a whole number from 1 to 100",
+            )),
+        },
+    }
+}
+
+/// A `cursor` of a list query: an id this service handed out (a UUID).
+pub fn page_cursor(raw: Option<&str>) -> Result<Option<String>, AuthError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(raw) => uuid::Uuid::parse_str(raw)
+            .map(|id| Some(id.to_string()))
+            .map_err(|_| AuthError::BadRequest("cursor is not one this service issued")),
     }
 }
 

@@ -17,7 +17,10 @@
 use shared::openapi::ISSUER_SCHEMES;
 use utoipa::OpenApi;
 
-use crate::routes::{account, auth, clients, health, oauth, revocations, session, well_known};
+use crate::routes::{
+    account, audit, auth, clients, health, mfa, oauth, revocations, session, sessions, users,
+    well_known,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,6 +42,20 @@ use crate::routes::{account, auth, clients, health, oauth, revocations, session,
         account::set_roles,
         session::create_session,
         session::end_session,
+        mfa::login_mfa,
+        mfa::session_mfa,
+        mfa::start,
+        mfa::confirm,
+        mfa::remove,
+        sessions::list,
+        sessions::end,
+        users::find,
+        users::show,
+        users::disable,
+        users::enable,
+        users::sessions_of,
+        users::end_sessions_of,
+        audit::list,
         clients::create_client,
         clients::list_clients,
         clients::delete_client,
@@ -61,6 +78,10 @@ use crate::routes::{account, auth, clients, health, oauth, revocations, session,
     tags(
         (name = "auth", description = "Accounts and bearer tokens"),
         (name = "session", description = "Cookie sessions (double-submit CSRF)"),
+        (name = "sessions", description = "The caller's sessions (one per login)"),
+        (name = "mfa", description = "The second factor: TOTP (RFC 6238) and recovery codes"),
+        (name = "users", description = "Account administration (admin)"),
+        (name = "audit", description = "The audit trail of security events (admin)"),
         (name = "clients", description = "Service accounts (admin)"),
         (name = "oauth", description = "OAuth 2.0 endpoints for other services (form-encoded, RFC 6749 errors)"),
         (name = "revocations", description = "The revocation feed for verifiers that cannot reach Redis"),

@@ -6,7 +6,7 @@ use shared::AccessClaims;
 use crate::error::AuthError;
 use crate::login;
 use crate::routes::dto::Credentials;
-use crate::routes::{client_address, cookies};
+use crate::routes::{cookies, origin};
 use crate::sessions;
 use crate::state::AppState;
 use shared::api_errors;
@@ -42,9 +42,9 @@ async fn create_session(
 ) -> Result<HttpResponse, AuthError> {
     let csrf = uuid::Uuid::new_v4().simple().to_string();
     let Credentials { username, password } = body.into_inner();
-    let address = client_address(&req, &state);
+    let origin = origin(&req, &state);
     let pair =
-        login::authenticate(&state, &address, &username, password, Some(csrf.clone())).await?;
+        login::authenticate(&state, &origin, &username, password, Some(csrf.clone())).await?;
     let mut response = HttpResponse::NoContent();
     response.insert_header(("Cache-Control", "no-store"));
     cookies::set_session_cookies(&mut response, &state, &pair.body, &csrf);
@@ -67,10 +67,11 @@ api_errors!(EndSessionErrors: TOKEN + [CsrfFailed]);
 )]
 async fn end_session(
     state: web::Data<AppState>,
+    req: HttpRequest,
     claims: AccessClaims,
 ) -> Result<HttpResponse, AuthError> {
     // The extractor already required the CSRF header for this cookie-carried DELETE.
-    sessions::end_session(&state, &claims).await?;
+    sessions::end_session(&state, &claims, &origin(&req, &state)).await?;
     let mut response = HttpResponse::NoContent();
     cookies::clear_session_cookies(&mut response, &state);
     state.metrics.inc("auth_cookie_logouts_total");

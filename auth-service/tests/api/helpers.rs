@@ -208,6 +208,39 @@ impl TestApp {
         tokens(response).await
     }
 
+    /// Registers `username`, gives it roles `user,admin` in the database and logs in (fresh).
+    pub async fn admin(&self, username: &str) -> Tokens {
+        self.signed_up(username).await;
+        self.execute_sql(&format!(
+            "UPDATE users SET roles = 'user,admin' WHERE username = '{username}'"
+        ));
+        tokens(self.login(username, PASSWORD).await).await
+    }
+
+    /// The id of the user holding `token`.
+    pub async fn user_id(&self, token: &str) -> String {
+        let me: Value = self.me(token).await.json().await.expect("JSON");
+        me["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Any request with a bearer token and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
     pub async fn me(&self, token: &str) -> Response {
         self.client
             .get(self.url("/auth/me"))
@@ -293,4 +326,57 @@ macro_rules! both_backends {
             }
         )*
     };
+}
+
+/// An RFC 6238 code (SHA-1, 6 digits, 30 s) for a base32 secret at `unix` seconds, computed
+/// here with HMAC-SHA1 from aws-lc-rs: independent of the crate the service uses.
+pub fn totp_code(secret_base32: &str, unix: u64) -> String {
+    let key = base32_decode(secret_base32);
+    let counter = (unix / 30).to_be_bytes();
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &key);
+    let mac = aws_lc_rs::hmac::sign(&key, &counter);
+    let mac = mac.as_ref();
+    let offset = (mac[19] & 0x0f) as usize;
+    let binary = u32::from_be_bytes([
+        mac[offset],
+        mac[offset + 1],
+        mac[offset + 2],
+        mac[offset + 3],
+    ]) & 0x7fff_ffff;
+    format!("{:06}", binary % 1_000_000)
+}
+
+/// The current Unix time in seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn base32_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut buffer, mut bits, mut out) = (0u64, 0u32, Vec::new());
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let value = ALPHABET
+            .iter()
+            .position(|a| *a == c.to_ascii_uppercase())
+            .expect("base32") as u64;
+        buffer = (buffer << 5) | value;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn rfc_6238_vectors_through_the_test_implementation() {
+    // Appendix B: secret "12345678901234567890" (base32 below), SHA-1, last 6 digits.
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    assert_eq!(totp_code(secret, 59), "287082");
+    assert_eq!(totp_code(secret, 1_111_111_109), "081804");
+    assert_eq!(totp_code(secret, 2_000_000_000), "279037");
 }

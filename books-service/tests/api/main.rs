@@ -1,6 +1,7 @@
 mod helpers;
 
 mod access;
+mod accounts;
 mod attacks;
 mod books;
 mod feed;

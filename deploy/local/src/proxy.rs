@@ -51,9 +51,12 @@ const PAGE_FILES: [(&str, &str, &str); 3] = [
 ];
 
 /// The page loads its own script and style and talks to its own origin; nothing else, and it
-/// cannot be framed (its delete button must not be clickjacked).
+/// cannot be framed (its delete button must not be clickjacked). Images may also be `data:` URLs:
+/// the enrolment QR code, an SVG drawn by auth-service, is shown as an `<img>` of one (an image
+/// runs no script and adds no markup to the page).
 pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-    connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+    connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; \
+    frame-ancestors 'none'";
 
 /// `GET`/`HEAD` of the page's files; any other method on those paths is a JSON 405.
 pub fn page_routes(cfg: &mut web::ServiceConfig) {

@@ -2,7 +2,9 @@
 // playwright-core) against the one-command local stack on a free port with a fresh data
 // directory. It logs in through the form, adds a book, pages through the list, edits (and meets
 // a 412 from a stale If-Match), deletes with re-authentication once the token is no longer
-// fresh, logs out, and saves a screenshot of the list to <repo>/target/browser.png.
+// fresh, logs out, and saves a screenshot of the list to <repo>/target/browser.png. Then the
+// account views (accounts.mjs): registration, your sessions, two-factor enrolment and login,
+// administration and the audit trail, each with a screenshot in <repo>/target/screenshots/.
 //
 //   cargo build -p authbooks-local && npm ci --prefix deploy/web/test && node deploy/web/test/browser.mjs
 //
@@ -11,23 +13,25 @@
 // Exits non-zero, naming the step, on any failure.
 
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+import { accountSteps } from './accounts.mjs';
+import {
+  REPO, STEP_TIMEOUT_MS, StepFailure, answerTo, check, pageFetch, text, until,
+} from './support.mjs';
+
 const BIN = process.env.AUTHBOOKS_LOCAL_BIN
   || path.join(process.env.CARGO_TARGET_DIR || path.join(REPO, 'target'), 'debug', 'authbooks-local');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const SCREENSHOT = path.join(REPO, 'target', 'browser.png');
 const FAILURE_SCREENSHOT = path.join(REPO, 'target', 'browser-failure.png');
-const STEP_TIMEOUT_MS = 10_000;
-const DEADLINE_MS = 120_000;
+const DEADLINE_MS = 240_000;
 
 // --- the stack --------------------------------------------------------------------------------
 
@@ -105,60 +109,9 @@ async function stopStack(stack) {
   clearTimeout(timer);
 }
 
-// --- helpers ----------------------------------------------------------------------------------
-
-class StepFailure extends Error {}
-
-function check(condition, message) {
-  if (!condition) {
-    throw new StepFailure(message);
-  }
-}
-
-/** Polls `probe` until it returns a truthy value; fails with `what` after the step timeout. */
-async function until(what, probe) {
-  const deadline = Date.now() + STEP_TIMEOUT_MS;
-  let last;
-  while (Date.now() < deadline) {
-    last = await probe();
-    if (last) {
-      return last;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new StepFailure(`timed out waiting for ${what}`);
-}
-
-/** A request made by the page itself (its cookies, plus the CSRF header from its cookie). */
-function pageFetch(page, method, url, body, headers = {}) {
-  return page.evaluate(async ([method, url, body, headers]) => {
-    const csrf = document.cookie.split('; ').find((c) => c.startsWith('csrf_access_token='));
-    const response = await fetch(url, {
-      method,
-      headers: {
-        'Content-Type': 'application/json',
-        'X-CSRF-TOKEN': csrf ? decodeURIComponent(csrf.split('=')[1]) : '',
-        ...headers,
-      },
-      body: body === null ? undefined : JSON.stringify(body),
-    });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : null };
-  }, [method, url, body ?? null, headers]);
-}
-
-/** Runs `action` and returns the JSON body of the first answer to `method path`. */
-async function answerTo(page, method, pathname, action) {
-  const [response] = await Promise.all([
-    page.waitForResponse((r) => r.request().method() === method && new URL(r.url()).pathname === pathname),
-    action(),
-  ]);
-  return { status: response.status(), body: await response.json().catch(() => null) };
-}
-
-const text = async (locator) => ((await locator.textContent()) ?? '').trim();
-
 // --- the test ---------------------------------------------------------------------------------
+
+let screenshots = [];
 
 async function run(report) {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'authbooks-browser-'));
@@ -189,6 +142,15 @@ async function run(report) {
       stack = startStack(dataDir, port);
       password = await stack.ready;
       await waitReady(base);
+    });
+
+    await report.step("the stack serves this checkout's page files", async () => {
+      // The binary embeds deploy/web: one built before an edit would test the old page.
+      for (const [url, file] of [['/', 'index.html'], ['/app.js', 'app.js'], ['/app.css', 'app.css']]) {
+        const served = await (await fetch(`${base}${url}`)).text();
+        const onDisk = await readFile(path.join(REPO, 'deploy', 'web', file), 'utf8');
+        check(served === onDisk, `${url} differs from deploy/web/${file}: rebuild authbooks-local`);
+      }
     });
 
     const pageErrors = [];
@@ -390,6 +352,17 @@ async function run(report) {
       await context.close();
     });
 
+    screenshots = await accountSteps({
+      browser,
+      base,
+      adminPassword: password,
+      report,
+      watch,
+      show: (p) => {
+        shown = p;
+      },
+    });
+
     await report.step('no script error or blocked resource on the page', async () => {
       check(pageErrors.length === 0, pageErrors.join('\n'));
     });
@@ -428,6 +401,9 @@ const report = {
 try {
   await run(report);
   console.log(`screenshot: ${SCREENSHOT}`);
+  for (const file of screenshots) {
+    console.log(`screenshot: ${file}`);
+  }
   console.log(`browser: ${report.passed} passed, 0 failed`);
 } catch {
   console.log(`browser: ${report.passed} passed, ${report.failed || 1} failed`);

@@ -75,8 +75,16 @@ pub enum Error {
     RefreshTokenReused(String),
     #[error("{0}")]
     InvalidCredentials(String),
+    /// The password was right and a second factor is enrolled: finish with
+    /// `POST /auth/login/mfa` and this single-use token.
+    #[error("{message}")]
+    MfaRequired { message: String, mfa_token: String },
+    #[error("{0}")]
+    InvalidMfaCode(String),
     #[error("{0}")]
     InsufficientRole(String),
+    #[error("{0}")]
+    AccountDisabled(String),
     #[error("{0}")]
     CsrfFailed(String),
     #[error("{0}")]
@@ -130,6 +138,7 @@ impl Error {
             error,
             message: m,
             fields,
+            mfa_token,
         } = body;
         match error {
             ErrorCode::BadRequest => Error::BadRequest(m),
@@ -141,7 +150,13 @@ impl Error {
             ErrorCode::FreshTokenRequired => Error::FreshTokenRequired(m),
             ErrorCode::RefreshTokenReused => Error::RefreshTokenReused(m),
             ErrorCode::InvalidCredentials => Error::InvalidCredentials(m),
+            ErrorCode::MfaRequired => Error::MfaRequired {
+                message: m,
+                mfa_token: mfa_token.unwrap_or_default(),
+            },
+            ErrorCode::InvalidMfaCode => Error::InvalidMfaCode(m),
             ErrorCode::InsufficientRole => Error::InsufficientRole(m),
+            ErrorCode::AccountDisabled => Error::AccountDisabled(m),
             ErrorCode::CsrfFailed => Error::CsrfFailed(m),
             ErrorCode::NotFound => Error::NotFound(m),
             ErrorCode::MethodNotAllowed => Error::MethodNotAllowed(m),
@@ -173,7 +188,10 @@ impl Error {
             Error::FreshTokenRequired(_) => ErrorCode::FreshTokenRequired,
             Error::RefreshTokenReused(_) => ErrorCode::RefreshTokenReused,
             Error::InvalidCredentials(_) => ErrorCode::InvalidCredentials,
+            Error::MfaRequired { .. } => ErrorCode::MfaRequired,
+            Error::InvalidMfaCode(_) => ErrorCode::InvalidMfaCode,
             Error::InsufficientRole(_) => ErrorCode::InsufficientRole,
+            Error::AccountDisabled(_) => ErrorCode::AccountDisabled,
             Error::CsrfFailed(_) => ErrorCode::CsrfFailed,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
@@ -211,6 +229,7 @@ impl Error {
             Error::TokenRevoked(_)
             | Error::InvalidToken(_)
             | Error::WrongTokenType(_)
+            | Error::AccountDisabled(_)
             | Error::MissingToken(_) => Some(SessionEnd::RefreshTokenRejected),
             _ => None,
         }
@@ -245,6 +264,9 @@ mod tests {
             "fresh_token_required",
             "refresh_token_reused",
             "invalid_credentials",
+            "mfa_required",
+            "invalid_mfa_code",
+            "account_disabled",
             "insufficient_role",
             "csrf_failed",
             "not_found",

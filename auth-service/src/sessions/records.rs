@@ -1,0 +1,167 @@
+//! The sessions table: one row per login (the tokens' `sid`), for "your sessions" and for
+//! administrators. The revocation store decides whether a token is accepted; these rows say
+//! what exists, and are marked ended whenever the store ends a session.
+
+use diesel::prelude::*;
+use shared::db::DbPool;
+
+use crate::error::AuthError;
+use crate::origin::RequestOrigin;
+use crate::schema::sessions;
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_id: String,
+    /// Milliseconds since the Unix epoch, like every time here.
+    pub created_at: i64,
+    /// The last refresh (never a plain access-token request).
+    pub last_used_at: i64,
+    /// When its newest refresh token expires.
+    pub expires_at: i64,
+    pub user_agent: String,
+    pub ip: String,
+    pub ended_at: Option<i64>,
+}
+
+impl SessionRecord {
+    pub fn new(id: &str, user_id: &str, origin: &RequestOrigin, now: i64, expires_at: i64) -> Self {
+        SessionRecord {
+            id: id.to_owned(),
+            user_id: user_id.to_owned(),
+            created_at: now,
+            last_used_at: now,
+            expires_at,
+            user_agent: origin.user_agent.clone(),
+            ip: origin.ip.clone(),
+            ended_at: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SessionStore {
+    pool: DbPool,
+}
+
+impl SessionStore {
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, AuthError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut shared::db::PooledDb) -> Result<T, AuthError> + Send + 'static,
+    {
+        shared::db::run(&self.pool, f).await
+    }
+
+    pub async fn insert(&self, record: SessionRecord) -> Result<(), AuthError> {
+        self.run(move |conn| {
+            diesel::insert_into(sessions::table)
+                .values(&record)
+                .execute(conn)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A refresh: the session was used now and lives until `expires_at`.
+    pub async fn touch(&self, id: String, now: i64, expires_at: i64) -> Result<(), AuthError> {
+        self.run(move |conn| {
+            diesel::update(
+                sessions::table
+                    .find(id)
+                    .filter(sessions::ended_at.is_null()),
+            )
+            .set((
+                sessions::last_used_at.eq(now),
+                sessions::expires_at.eq(expires_at),
+            ))
+            .execute(conn)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn get(&self, id: String) -> Result<Option<SessionRecord>, AuthError> {
+        self.run(move |conn| {
+            Ok(sessions::table
+                .find(id)
+                .select(SessionRecord::as_select())
+                .first(conn)
+                .optional()?)
+        })
+        .await
+    }
+
+    /// The user's sessions that are neither ended nor expired, newest first.
+    pub async fn live_of(
+        &self,
+        user_id: String,
+        now: i64,
+    ) -> Result<Vec<SessionRecord>, AuthError> {
+        self.run(move |conn| {
+            Ok(sessions::table
+                .filter(sessions::user_id.eq(user_id))
+                .filter(sessions::ended_at.is_null())
+                .filter(sessions::expires_at.gt(now))
+                .order((sessions::created_at.desc(), sessions::id.desc()))
+                .select(SessionRecord::as_select())
+                .load(conn)?)
+        })
+        .await
+    }
+
+    /// Marks one session ended; `false` if it was already ended or does not exist.
+    pub async fn end(&self, id: String, now: i64) -> Result<bool, AuthError> {
+        self.run(move |conn| {
+            let updated = diesel::update(
+                sessions::table
+                    .find(id)
+                    .filter(sessions::ended_at.is_null()),
+            )
+            .set(sessions::ended_at.eq(now))
+            .execute(conn)?;
+            Ok(updated > 0)
+        })
+        .await
+    }
+
+    /// Marks every session of the user started until `until` ended (a user cut-off).
+    pub async fn end_all_of(
+        &self,
+        user_id: String,
+        until: i64,
+        now: i64,
+    ) -> Result<usize, AuthError> {
+        self.run(move |conn| {
+            Ok(diesel::update(
+                sessions::table
+                    .filter(sessions::user_id.eq(user_id))
+                    .filter(sessions::created_at.le(until))
+                    .filter(sessions::ended_at.is_null()),
+            )
+            .set(sessions::ended_at.eq(now))
+            .execute(conn)?)
+        })
+        .await
+    }
+
+    /// Deletes ended sessions and sessions whose refresh token has expired.
+    pub async fn prune(&self, now: i64) -> Result<usize, AuthError> {
+        self.run(move |conn| {
+            Ok(diesel::delete(
+                sessions::table.filter(
+                    sessions::ended_at
+                        .is_not_null()
+                        .or(sessions::expires_at.le(now)),
+                ),
+            )
+            .execute(conn)?)
+        })
+        .await
+    }
+}
