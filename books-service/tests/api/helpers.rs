@@ -315,12 +315,19 @@ impl Stack {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> Response {
-        self.client
-            .get(self.books_url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        let send = || {
+            self.client
+                .get(self.books_url(path))
+                .bearer_auth(token)
+                .send()
+        };
+        match send().await {
+            Ok(response) => response,
+            // A GET is idempotent: once more on a fresh connection when the pooled one was
+            // closed under us (seen as a reset on a loaded machine), as any HTTP client would.
+            Err(err) if err.is_request() || err.is_connect() => send().await.unwrap(),
+            Err(err) => panic!("GET {path}: {err}"),
+        }
     }
 
     pub async fn replace_book(
