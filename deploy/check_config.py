@@ -90,6 +90,8 @@ VARIABLES = {
         "AUTH_LOGIN_LIMIT_USERNAME": "5",
         "AUTH_LOGIN_LIMIT_ADDRESS": "100",
         "AUTH_REGISTER_LIMIT_ADDRESS": "10",
+        "REDIS_WAIT_REPLICAS": "1 with redis+sentinel://, else 0",
+        "REDIS_WAIT_TIMEOUT_MS": "1000",
     },
     "books-service": {
         **COMMON,
