@@ -42,6 +42,13 @@ except ImportError:
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
+# The Redis Sentinel override of docker-compose.yml (with its `ha` profile), and the start-up
+# scripts of the Sentinel deployment that it and deploy/k8s/redis-sentinel.yaml share.
+COMPOSE_HA = ROOT / "deploy" / "compose.ha.yml"
+REDIS_HA_SCRIPTS = {
+    "redis.sh": ROOT / "deploy" / "redis-ha" / "redis.sh",
+    "sentinel.sh": ROOT / "deploy" / "redis-ha" / "sentinel.sh",
+}
 ENV_EXAMPLE = ROOT / ".env.example"
 K8S = ROOT / "deploy" / "k8s"
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx.conf.template"
@@ -263,13 +270,18 @@ def check_schema(r: Report) -> None:
         cmd = ["check-jsonschema"]
     else:
         cmd = [sys.executable, "-m", "check_jsonschema"]
-    run = subprocess.run(
-        [*cmd, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
-        capture_output=True,
-        text=True,
-    )
-    output = (run.stdout + run.stderr).strip()
-    r.check(run.returncode == 0, "check-jsonschema --builtin-schema vendor.compose-spec", output)
+    for path in (COMPOSE, COMPOSE_HA):
+        run = subprocess.run(
+            [*cmd, "--builtin-schema", "vendor.compose-spec", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        output = (run.stdout + run.stderr).strip()
+        r.check(
+            run.returncode == 0,
+            f"{path.relative_to(ROOT)}: check-jsonschema --builtin-schema vendor.compose-spec",
+            output,
+        )
 
 
 # --- 2. compose against the services -----------------------------------------------------------
@@ -503,6 +515,90 @@ def check_compose(r: Report) -> dict:
     gitignore = ROOT / ".gitignore"
     r.check(gitignore.exists() and ".env" in gitignore.read_text().split(), ".env is git-ignored")
     return compose
+
+
+def sentinel_url(value: str) -> tuple[list[tuple[str, int]], str] | None:
+    """The sentinels and master name of a `redis+sentinel://[:PASSWORD@]H:P[,H:P...]/NAME[/DB]`
+    value (compose references left as they are), or None when it is not one."""
+    m = re.fullmatch(r"redis\+sentinel://(?:[^@]*@)?([^/]+)/([^/]+)(?:/\d*)?", value.strip())
+    if not m:
+        return None
+    hosts = []
+    for item in m.group(1).split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            return None
+        hosts.append((host, int(port)))
+    return hosts, m.group(2)
+
+
+def check_compose_ha(r: Report, compose: dict) -> None:
+    r.section("deploy/compose.ha.yml: Redis Sentinel (profile ha)")
+    for name, path in REDIS_HA_SCRIPTS.items():
+        r.check(path.exists(), f"deploy/redis-ha/{name} exists")
+    if not r.check(COMPOSE_HA.exists(), "deploy/compose.ha.yml exists"):
+        return
+    override = yaml.safe_load(COMPOSE_HA.read_text())
+    base = compose.get("services", {})
+    services = override.get("services", {})
+    ha = {n for n, svc in base.items() if "ha" in (svc.get("profiles") or [])}
+    sentinels = {n for n in ha if "sentinel.sh" in " ".join(map(str, base[n].get("command") or []))}
+    r.check(len(sentinels) >= 3, "the ha profile runs at least three sentinels", str(sorted(sentinels)))
+    r.check(bool(ha - sentinels), "the ha profile runs a replica", str(sorted(ha)))
+    for name in services:
+        r.check(name in base, f"{name} (overridden) is a service of docker-compose.yml")
+    masters = set()
+    for name in sorted(ha | {"redis"}):
+        svc = {**base.get(name, {}), **services.get(name, {})}
+        env = environment(svc)
+        masters.add(env.get("REDIS_MASTER_NAME", ""))
+        r.check(
+            (svc.get("networks") or []) == ["backend"],
+            f"{name}: on the internal backend network only",
+        )
+        r.check(bool((svc.get("healthcheck") or {}).get("test")), f"{name} has a healthcheck")
+        if name not in sentinels:
+            listed = set(env.get("REDIS_SENTINELS", "").split())
+            r.check(
+                listed == {f"{s}:26379" for s in sentinels},
+                f"{name}: REDIS_SENTINELS names every sentinel",
+                str(sorted(listed)),
+            )
+        r.check(
+            env.get("REDIS_ANNOUNCE") == name, f"{name}: announces itself as {name}", env.get("REDIS_ANNOUNCE", "")
+        )
+    r.check(len(masters) == 1 and "" not in masters, "one master name everywhere", str(masters))
+    for name in PORTS:
+        svc = services.get(name) or {}
+        env = environment(svc)
+        unknown = sorted(set(env) - set(VARIABLES[name]))
+        r.check(not unknown, f"{name}: sets only variables the service reads", f"unknown: {unknown}")
+        parsed = sentinel_url(env.get("REDIS_URL", ""))
+        if not r.check(parsed is not None, f"{name}: REDIS_URL is redis+sentinel://", env.get("REDIS_URL", "")):
+            continue
+        hosts, master = parsed
+        r.check(
+            set(hosts) == {(s, 26379) for s in sentinels},
+            f"{name}: REDIS_URL names every sentinel of the ha profile",
+            str(hosts),
+        )
+        r.check(master in masters, f"{name}: REDIS_URL names the monitored master ({master})")
+        deps = svc.get("depends_on") or {}
+        for sentinel in sorted(sentinels):
+            r.check(
+                (deps.get(sentinel) or {}).get("condition") == "service_healthy",
+                f"{name} waits for {sentinel} to be healthy",
+            )
+    for path, value in strings(override):
+        for _user, password in URL_CREDENTIALS.findall(value):
+            r.check(
+                is_pure_reference(password),
+                f"compose.ha.yml{path}: URL password is a reference",
+                "a password written into a URL",
+            )
+        key = path.rsplit(".", 1)[-1]
+        if is_secret_name(key):
+            r.check(is_pure_reference(value), f"compose.ha.yml{path} comes from the environment")
 
 
 # --- 3. Kubernetes -----------------------------------------------------------------------------
@@ -1027,6 +1123,7 @@ def main() -> int:
     check_sources(r)
     check_layout(r)
     compose = check_compose(r)
+    check_compose_ha(r, compose)
     check_k8s(r)
     check_nginx(r, compose)
     return r.finish()
