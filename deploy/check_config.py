@@ -149,7 +149,14 @@ INGRESS_CONTROLLER = {
     "namespace": {"kubernetes.io/metadata.name": "ingress-nginx"},
     "pods": {"app.kubernetes.io/name": "ingress-nginx"},
 }
-DATA_STORES = {"postgresql": 5432, "redis": 6379}
+DATA_STORES = {"postgresql": 5432, "redis": 6379, "redis-sentinel": 26379}
+# Besides the two services, who may reach each data store: Redis's own members (replicas copy
+# from the master, the sentinels watch every server, servers ask the sentinels at start).
+DATA_STORE_PEERS = {
+    "postgresql": set(),
+    "redis": {"redis", "redis-sentinel"},
+    "redis-sentinel": {"redis", "redis-sentinel"},
+}
 
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
 # Names that contain one of those words but hold no secret.
@@ -791,6 +798,7 @@ def check_k8s(r: Report) -> None:
     )
 
     check_network_policies(r, by_kind.get("NetworkPolicy", {}), pod_labels)
+    check_k8s_sentinel(r, by_kind, values)
 
     for path, doc in docs:
         if doc["kind"] == "Secret":
@@ -800,6 +808,54 @@ def check_k8s(r: Report) -> None:
                     f"{path.name}: Secret {doc['metadata']['name']} {key} is a placeholder",
                     "real values do not belong in the repository",
                 )
+
+
+def check_k8s_sentinel(r: Report, by_kind: dict, values: dict) -> None:
+    """redis-sentinel.yaml: the scripts are deploy/redis-ha's, and the services' REDIS_URL names
+    every sentinel pod and the monitored master."""
+    scripts = by_kind.get("ConfigMap", {}).get("redis-ha-scripts")
+    if scripts is None:
+        r.note("deploy/k8s has no redis-ha-scripts ConfigMap: Redis Sentinel not in the manifests")
+        return
+    r.section("deploy/k8s: Redis Sentinel")
+    for name, path in REDIS_HA_SCRIPTS.items():
+        r.check(
+            path.exists() and (scripts.get("data") or {}).get(name) == path.read_text(),
+            f"ConfigMap redis-ha-scripts {name} is deploy/redis-ha/{name}",
+            "copy the file into the ConfigMap",
+        )
+    sentinels = by_kind.get("StatefulSet", {}).get("redis-sentinel")
+    servers = by_kind.get("StatefulSet", {}).get("redis")
+    if not (r.check(sentinels is not None, "StatefulSet redis-sentinel exists")
+            and r.check(servers is not None, "StatefulSet redis exists")):
+        return
+    count = sentinels["spec"].get("replicas", 1)
+    r.check(count >= 3, "at least three sentinels", str(count))
+    r.check(servers["spec"].get("replicas", 1) >= 2, "a master and at least one replica")
+    namespace = sentinels["metadata"].get("namespace", "default")
+    service = sentinels["spec"]["serviceName"]
+    want = {
+        (f"redis-sentinel-{i}.{service}.{namespace}.svc.cluster.local", 26379) for i in range(count)
+    }
+    masters = set()
+    for stateful in (servers, sentinels):
+        for c in stateful["spec"]["template"]["spec"]["containers"]:
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            masters.add(env.get("REDIS_MASTER_NAME"))
+            first = f"{servers['metadata']['name']}-0.{servers['spec']['serviceName']}."
+            r.check(
+                env.get("REDIS_INITIAL_MASTER", "").startswith(first),
+                f"{stateful['metadata']['name']}: the first master is {first}..",
+                str(env.get("REDIS_INITIAL_MASTER")),
+            )
+    r.check(len(masters) == 1 and None not in masters, "one master name everywhere", str(masters))
+    for name in PORTS:
+        parsed = sentinel_url(values.get(name, {}).get("REDIS_URL", ""))
+        if not r.check(parsed is not None, f"{name}: REDIS_URL is redis+sentinel://"):
+            continue
+        hosts, master = parsed
+        r.check(set(hosts) == want, f"{name}: REDIS_URL names every sentinel pod", str(hosts))
+        r.check(master in masters, f"{name}: REDIS_URL names the monitored master ({master})")
 
 
 def trust_is_narrow(value: str) -> bool:
@@ -933,11 +989,11 @@ def check_network_policies(r: Report, policies: dict, pod_labels: dict) -> None:
         if not r.check(bool(mine), f"a NetworkPolicy selects the {store} pods"):
             continue
         peers = admitted(mine)
+        allowed = set(PORTS) | DATA_STORE_PEERS[store]
         for peer, ports in peers:
             r.check(
-                set(peer) == {"podSelector"}
-                and selects_only(peer["podSelector"], set(PORTS)),
-                f"{store}: admits only auth-service and books-service",
+                set(peer) == {"podSelector"} and selects_only(peer["podSelector"], allowed),
+                f"{store}: admits only {', '.join(sorted(allowed))}",
                 f"also {peer or 'everyone'}",
             )
             r.check(ports == {port}, f"{store}: admits port {port} only", str(ports))
