@@ -42,6 +42,13 @@ except ImportError:
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
+# The Redis Sentinel override of docker-compose.yml (with its `ha` profile), and the start-up
+# scripts of the Sentinel deployment that it and deploy/k8s/redis-sentinel.yaml share.
+COMPOSE_HA = ROOT / "deploy" / "compose.ha.yml"
+REDIS_HA_SCRIPTS = {
+    "redis.sh": ROOT / "deploy" / "redis-ha" / "redis.sh",
+    "sentinel.sh": ROOT / "deploy" / "redis-ha" / "sentinel.sh",
+}
 ENV_EXAMPLE = ROOT / ".env.example"
 K8S = ROOT / "deploy" / "k8s"
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx.conf.template"
@@ -91,6 +98,8 @@ VARIABLES = {
         "AUTH_LOGIN_LIMIT_ADDRESS": "100",
         "AUTH_REGISTER_LIMIT_ADDRESS": "10",
         "AUTH_PASSWORD_MIN_SCORE": "3",
+        "REDIS_WAIT_REPLICAS": "1 with redis+sentinel://, else 0",
+        "REDIS_WAIT_TIMEOUT_MS": "1000",
     },
     "books-service": {
         **COMMON,
@@ -141,7 +150,14 @@ INGRESS_CONTROLLER = {
     "namespace": {"kubernetes.io/metadata.name": "ingress-nginx"},
     "pods": {"app.kubernetes.io/name": "ingress-nginx"},
 }
-DATA_STORES = {"postgresql": 5432, "redis": 6379}
+DATA_STORES = {"postgresql": 5432, "redis": 6379, "redis-sentinel": 26379}
+# Besides the two services, who may reach each data store: Redis's own members (replicas copy
+# from the master, the sentinels watch every server, servers ask the sentinels at start).
+DATA_STORE_PEERS = {
+    "postgresql": set(),
+    "redis": {"redis", "redis-sentinel"},
+    "redis-sentinel": {"redis", "redis-sentinel"},
+}
 
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
 # Names that contain one of those words but hold no secret.
@@ -263,13 +279,18 @@ def check_schema(r: Report) -> None:
         cmd = ["check-jsonschema"]
     else:
         cmd = [sys.executable, "-m", "check_jsonschema"]
-    run = subprocess.run(
-        [*cmd, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
-        capture_output=True,
-        text=True,
-    )
-    output = (run.stdout + run.stderr).strip()
-    r.check(run.returncode == 0, "check-jsonschema --builtin-schema vendor.compose-spec", output)
+    for path in (COMPOSE, COMPOSE_HA):
+        run = subprocess.run(
+            [*cmd, "--builtin-schema", "vendor.compose-spec", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        output = (run.stdout + run.stderr).strip()
+        r.check(
+            run.returncode == 0,
+            f"{path.relative_to(ROOT)}: check-jsonschema --builtin-schema vendor.compose-spec",
+            output,
+        )
 
 
 # --- 2. compose against the services -----------------------------------------------------------
@@ -505,6 +526,90 @@ def check_compose(r: Report) -> dict:
     return compose
 
 
+def sentinel_url(value: str) -> tuple[list[tuple[str, int]], str] | None:
+    """The sentinels and master name of a `redis+sentinel://[:PASSWORD@]H:P[,H:P...]/NAME[/DB]`
+    value (compose references left as they are), or None when it is not one."""
+    m = re.fullmatch(r"redis\+sentinel://(?:[^@]*@)?([^/]+)/([^/]+)(?:/\d*)?", value.strip())
+    if not m:
+        return None
+    hosts = []
+    for item in m.group(1).split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            return None
+        hosts.append((host, int(port)))
+    return hosts, m.group(2)
+
+
+def check_compose_ha(r: Report, compose: dict) -> None:
+    r.section("deploy/compose.ha.yml: Redis Sentinel (profile ha)")
+    for name, path in REDIS_HA_SCRIPTS.items():
+        r.check(path.exists(), f"deploy/redis-ha/{name} exists")
+    if not r.check(COMPOSE_HA.exists(), "deploy/compose.ha.yml exists"):
+        return
+    override = yaml.safe_load(COMPOSE_HA.read_text())
+    base = compose.get("services", {})
+    services = override.get("services", {})
+    ha = {n for n, svc in base.items() if "ha" in (svc.get("profiles") or [])}
+    sentinels = {n for n in ha if "sentinel.sh" in " ".join(map(str, base[n].get("command") or []))}
+    r.check(len(sentinels) >= 3, "the ha profile runs at least three sentinels", str(sorted(sentinels)))
+    r.check(bool(ha - sentinels), "the ha profile runs a replica", str(sorted(ha)))
+    for name in services:
+        r.check(name in base, f"{name} (overridden) is a service of docker-compose.yml")
+    masters = set()
+    for name in sorted(ha | {"redis"}):
+        svc = {**base.get(name, {}), **services.get(name, {})}
+        env = environment(svc)
+        masters.add(env.get("REDIS_MASTER_NAME", ""))
+        r.check(
+            (svc.get("networks") or []) == ["backend"],
+            f"{name}: on the internal backend network only",
+        )
+        r.check(bool((svc.get("healthcheck") or {}).get("test")), f"{name} has a healthcheck")
+        if name not in sentinels:
+            listed = set(env.get("REDIS_SENTINELS", "").split())
+            r.check(
+                listed == {f"{s}:26379" for s in sentinels},
+                f"{name}: REDIS_SENTINELS names every sentinel",
+                str(sorted(listed)),
+            )
+        r.check(
+            env.get("REDIS_ANNOUNCE") == name, f"{name}: announces itself as {name}", env.get("REDIS_ANNOUNCE", "")
+        )
+    r.check(len(masters) == 1 and "" not in masters, "one master name everywhere", str(masters))
+    for name in PORTS:
+        svc = services.get(name) or {}
+        env = environment(svc)
+        unknown = sorted(set(env) - set(VARIABLES[name]))
+        r.check(not unknown, f"{name}: sets only variables the service reads", f"unknown: {unknown}")
+        parsed = sentinel_url(env.get("REDIS_URL", ""))
+        if not r.check(parsed is not None, f"{name}: REDIS_URL is redis+sentinel://", env.get("REDIS_URL", "")):
+            continue
+        hosts, master = parsed
+        r.check(
+            set(hosts) == {(s, 26379) for s in sentinels},
+            f"{name}: REDIS_URL names every sentinel of the ha profile",
+            str(hosts),
+        )
+        r.check(master in masters, f"{name}: REDIS_URL names the monitored master ({master})")
+        deps = svc.get("depends_on") or {}
+        for sentinel in sorted(sentinels):
+            r.check(
+                (deps.get(sentinel) or {}).get("condition") == "service_healthy",
+                f"{name} waits for {sentinel} to be healthy",
+            )
+    for path, value in strings(override):
+        for _user, password in URL_CREDENTIALS.findall(value):
+            r.check(
+                is_pure_reference(password),
+                f"compose.ha.yml{path}: URL password is a reference",
+                "a password written into a URL",
+            )
+        key = path.rsplit(".", 1)[-1]
+        if is_secret_name(key):
+            r.check(is_pure_reference(value), f"compose.ha.yml{path} comes from the environment")
+
+
 # --- 3. Kubernetes -----------------------------------------------------------------------------
 
 
@@ -695,6 +800,7 @@ def check_k8s(r: Report) -> None:
     )
 
     check_network_policies(r, by_kind.get("NetworkPolicy", {}), pod_labels)
+    check_k8s_sentinel(r, by_kind, values)
 
     for path, doc in docs:
         if doc["kind"] == "Secret":
@@ -704,6 +810,54 @@ def check_k8s(r: Report) -> None:
                     f"{path.name}: Secret {doc['metadata']['name']} {key} is a placeholder",
                     "real values do not belong in the repository",
                 )
+
+
+def check_k8s_sentinel(r: Report, by_kind: dict, values: dict) -> None:
+    """redis-sentinel.yaml: the scripts are deploy/redis-ha's, and the services' REDIS_URL names
+    every sentinel pod and the monitored master."""
+    scripts = by_kind.get("ConfigMap", {}).get("redis-ha-scripts")
+    if scripts is None:
+        r.note("deploy/k8s has no redis-ha-scripts ConfigMap: Redis Sentinel not in the manifests")
+        return
+    r.section("deploy/k8s: Redis Sentinel")
+    for name, path in REDIS_HA_SCRIPTS.items():
+        r.check(
+            path.exists() and (scripts.get("data") or {}).get(name) == path.read_text(),
+            f"ConfigMap redis-ha-scripts {name} is deploy/redis-ha/{name}",
+            "copy the file into the ConfigMap",
+        )
+    sentinels = by_kind.get("StatefulSet", {}).get("redis-sentinel")
+    servers = by_kind.get("StatefulSet", {}).get("redis")
+    if not (r.check(sentinels is not None, "StatefulSet redis-sentinel exists")
+            and r.check(servers is not None, "StatefulSet redis exists")):
+        return
+    count = sentinels["spec"].get("replicas", 1)
+    r.check(count >= 3, "at least three sentinels", str(count))
+    r.check(servers["spec"].get("replicas", 1) >= 2, "a master and at least one replica")
+    namespace = sentinels["metadata"].get("namespace", "default")
+    service = sentinels["spec"]["serviceName"]
+    want = {
+        (f"redis-sentinel-{i}.{service}.{namespace}.svc.cluster.local", 26379) for i in range(count)
+    }
+    masters = set()
+    for stateful in (servers, sentinels):
+        for c in stateful["spec"]["template"]["spec"]["containers"]:
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            masters.add(env.get("REDIS_MASTER_NAME"))
+            first = f"{servers['metadata']['name']}-0.{servers['spec']['serviceName']}."
+            r.check(
+                env.get("REDIS_INITIAL_MASTER", "").startswith(first),
+                f"{stateful['metadata']['name']}: the first master is {first}..",
+                str(env.get("REDIS_INITIAL_MASTER")),
+            )
+    r.check(len(masters) == 1 and None not in masters, "one master name everywhere", str(masters))
+    for name in PORTS:
+        parsed = sentinel_url(values.get(name, {}).get("REDIS_URL", ""))
+        if not r.check(parsed is not None, f"{name}: REDIS_URL is redis+sentinel://"):
+            continue
+        hosts, master = parsed
+        r.check(set(hosts) == want, f"{name}: REDIS_URL names every sentinel pod", str(hosts))
+        r.check(master in masters, f"{name}: REDIS_URL names the monitored master ({master})")
 
 
 def trust_is_narrow(value: str) -> bool:
@@ -837,11 +991,11 @@ def check_network_policies(r: Report, policies: dict, pod_labels: dict) -> None:
         if not r.check(bool(mine), f"a NetworkPolicy selects the {store} pods"):
             continue
         peers = admitted(mine)
+        allowed = set(PORTS) | DATA_STORE_PEERS[store]
         for peer, ports in peers:
             r.check(
-                set(peer) == {"podSelector"}
-                and selects_only(peer["podSelector"], set(PORTS)),
-                f"{store}: admits only auth-service and books-service",
+                set(peer) == {"podSelector"} and selects_only(peer["podSelector"], allowed),
+                f"{store}: admits only {', '.join(sorted(allowed))}",
                 f"also {peer or 'everyone'}",
             )
             r.check(ports == {port}, f"{store}: admits port {port} only", str(ports))
@@ -1027,6 +1181,7 @@ def main() -> int:
     check_sources(r)
     check_layout(r)
     compose = check_compose(r)
+    check_compose_ha(r, compose)
     check_k8s(r)
     check_nginx(r, compose)
     return r.finish()

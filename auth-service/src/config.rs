@@ -43,7 +43,9 @@ pub struct Settings {
     pub listen_addr: SocketAddr,
     pub database_url: DatabaseUrl,
     /// `None`: the in-process revocation store (single node).
-    pub redis_url: Option<String>,
+    pub redis_url: Option<shared::RedisTarget>,
+    /// Replicas that must confirm a revocation before it is acknowledged (`WAIT`).
+    pub redis_wait: crate::ledger::ReplicaWait,
     /// Prefix of every Redis key and channel, so deployments and tests can share a server.
     pub redis_key_prefix: String,
     pub keys_dir: PathBuf,
@@ -115,6 +117,7 @@ impl Settings {
         let listen_addr = env.listen_addr("0.0.0.0:8081")?;
         let database_url = env.database_url("data/auth.db")?;
         let redis_url = env.redis_url()?;
+        let redis_wait = redis_wait(&env, redis_url.as_ref())?;
         let verifier = env.verifier_config()?;
         let access_ttl = env.seconds("ACCESS_TOKEN_TTL", 900, 1)?;
         let refresh_ttl = env.seconds("REFRESH_TOKEN_TTL", 2_592_000, 1)?;
@@ -170,6 +173,7 @@ impl Settings {
             listen_addr,
             database_url,
             redis_url,
+            redis_wait,
             redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or("authbooks:").to_owned(),
             keys_dir: PathBuf::from(get("AUTH_KEYS_DIR").unwrap_or("data/keys")),
             verifier,
@@ -204,6 +208,34 @@ impl Settings {
             prune_interval_secs: env.seconds("AUTH_PRUNE_INTERVAL_SECS", 600, 1)?,
         })
     }
+}
+
+/// The longest `REDIS_WAIT_TIMEOUT_MS`: below the 2 s every Redis reply is waited for, so a
+/// `WAIT` that runs out is answered as such rather than as a lost connection.
+pub const MAX_WAIT_TIMEOUT_MS: u64 = 1500;
+
+/// `REDIS_WAIT_REPLICAS` (default 1 under Redis Sentinel, where a failover promotes a replica;
+/// 0 otherwise) and `REDIS_WAIT_TIMEOUT_MS` (default 1000).
+fn redis_wait(
+    env: &Env,
+    target: Option<&shared::RedisTarget>,
+) -> Result<crate::ledger::ReplicaWait, ConfigError> {
+    let default_replicas = u64::from(target.is_some_and(shared::RedisTarget::is_sentinel));
+    let replicas = env.number("REDIS_WAIT_REPLICAS", default_replicas, 0)?;
+    let timeout_ms = env.number("REDIS_WAIT_TIMEOUT_MS", 1000, 1)?;
+    if timeout_ms > MAX_WAIT_TIMEOUT_MS {
+        return Err(invalid(
+            "REDIS_WAIT_TIMEOUT_MS",
+            format!("must be at most {MAX_WAIT_TIMEOUT_MS} (below the 2 s Redis reply timeout)"),
+        ));
+    }
+    Ok(crate::ledger::ReplicaWait {
+        replicas: u32::try_from(replicas)
+            .ok()
+            .filter(|n| *n <= 16)
+            .ok_or_else(|| invalid("REDIS_WAIT_REPLICAS", "must be at most 16"))?,
+        timeout_ms,
+    })
 }
 
 #[cfg(test)]
@@ -253,6 +285,46 @@ mod tests {
             let err = Settings::from_vars(vars(&[("AUTH_PASSWORD_MIN_SCORE", bad)])).unwrap_err();
             assert_eq!(err.var, "AUTH_PASSWORD_MIN_SCORE", "{bad}");
             assert!(err.to_string().contains("0 to 4"), "{err}");
+        }
+    }
+
+    #[test]
+    fn revocations_wait_for_a_replica_by_default_only_under_sentinel() {
+        let wait = |pairs: &[(&str, &str)]| Settings::from_vars(vars(pairs)).map(|s| s.redis_wait);
+        let none = crate::ledger::ReplicaWait {
+            replicas: 0,
+            timeout_ms: 1000,
+        };
+        assert_eq!(wait(&[]), Ok(none));
+        assert_eq!(wait(&[("REDIS_URL", "redis://127.0.0.1:6379")]), Ok(none));
+        let sentinel = ("REDIS_URL", "redis+sentinel://127.0.0.1:26379/mymaster");
+        assert_eq!(
+            wait(&[sentinel]),
+            Ok(crate::ledger::ReplicaWait {
+                replicas: 1,
+                timeout_ms: 1000
+            })
+        );
+        assert_eq!(
+            wait(&[
+                sentinel,
+                ("REDIS_WAIT_REPLICAS", "0"),
+                ("REDIS_WAIT_TIMEOUT_MS", "250")
+            ]),
+            Ok(crate::ledger::ReplicaWait {
+                replicas: 0,
+                timeout_ms: 250
+            })
+        );
+        for (var, value) in [
+            ("REDIS_WAIT_TIMEOUT_MS", "0"),
+            ("REDIS_WAIT_TIMEOUT_MS", "1501"),
+            ("REDIS_WAIT_REPLICAS", "x"),
+            ("REDIS_WAIT_REPLICAS", "17"),
+            ("REDIS_URL", "redis+sentinel://127.0.0.1/mymaster"),
+        ] {
+            let err = wait(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{value}");
         }
     }
 

@@ -166,9 +166,20 @@ impl From<diesel::result::Error> for AuthError {
     }
 }
 
+/// What a client is told when a revocation reached the Redis master but not, in time, the
+/// replicas it must reach (`REDIS_WAIT_REPLICAS`).
+pub const NOT_REPLICATED: &str = "the revocation was written and is in effect, but no Redis \
+    replica confirmed it in time: a Redis failover before one does could undo it";
+
 impl From<StoreUnavailable> for AuthError {
     fn from(err: StoreUnavailable) -> Self {
-        AuthError::unavailable("the revocation store", err)
+        match err {
+            StoreUnavailable::NotReplicated { .. } => AuthError::Incomplete {
+                done: NOT_REPLICATED,
+                cause: Box::new(AuthError::unavailable("the Redis replicas", err)),
+            },
+            err => AuthError::unavailable("the revocation store", err),
+        }
     }
 }
 

@@ -288,7 +288,7 @@ async fn revocation_stores(
             .await
             .map_err(redis_error)?;
             let ledger = shared::retry_with_backoff("redis", DEPENDENCY_WAIT, || {
-                RedisLedger::connect(url, prefix, lifetimes)
+                RedisLedger::connect(url, prefix, lifetimes, settings.redis_wait)
             })
             .await
             .map_err(redis_error)?;

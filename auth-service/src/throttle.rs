@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 use actix_web::HttpRequest;
 use aws_lc_rs::digest;
 use futures_util::future::{self, BoxFuture, FutureExt};
-use redis::aio::ConnectionManager;
-use shared::revocation::StoreUnavailable;
+use shared::revocation::{RedisConnection, StoreUnavailable};
 use shared::Metrics;
 
 use crate::domain::Username;
@@ -127,18 +126,18 @@ return wait
 "#;
 
 pub struct RedisThrottle {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     prefix: String,
     policy: ThrottlePolicy,
 }
 
 impl RedisThrottle {
     pub async fn connect(
-        url: &str,
+        target: &shared::RedisTarget,
         prefix: &str,
         policy: ThrottlePolicy,
     ) -> Result<Self, StoreUnavailable> {
-        let (_, connection) = shared::revocation::connect_redis(url).await?;
+        let connection = shared::revocation::connect_redis(target).await?;
         Ok(Self {
             connection,
             prefix: prefix.to_owned(),

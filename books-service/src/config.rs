@@ -15,7 +15,7 @@ pub struct Settings {
     /// Where revocations come from: Redis, or auth-service's revocation feed (at most one is
     /// set). Neither is refused at start unless `allow_no_revocations`, or the revocation store
     /// is passed in (the one-process local stack).
-    pub redis_url: Option<String>,
+    pub redis_url: Option<shared::RedisTarget>,
     pub revocation_feed: Option<FeedConfig>,
     /// `BOOKS_ALLOW_NO_REVOCATIONS=true`: the operator accepts that, without a revocation
     /// source, revoked tokens stay valid here until they expire.

@@ -94,15 +94,12 @@ impl Env {
             .map_err(|_| invalid("LISTEN_ADDR", format!("expected HOST:PORT, e.g. {default}")))
     }
 
-    /// `REDIS_URL`, or `None` for the in-process store.
-    pub fn redis_url(&self) -> Result<Option<String>, ConfigError> {
-        match self.get("REDIS_URL") {
-            Some(raw) if raw.starts_with("redis://") || raw.starts_with("rediss://") => {
-                Ok(Some(raw.to_owned()))
-            }
-            Some(_) => Err(invalid("REDIS_URL", "expected redis://HOST:PORT")),
-            None => Ok(None),
-        }
+    /// `REDIS_URL`, or `None` for the in-process store: one server (`redis://`, `rediss://`) or
+    /// a Redis Sentinel deployment (`redis+sentinel://`, see [`crate::redis_target`]).
+    pub fn redis_url(&self) -> Result<Option<crate::RedisTarget>, ConfigError> {
+        self.get("REDIS_URL")
+            .map(|raw| crate::RedisTarget::parse(raw).map_err(|p| invalid("REDIS_URL", p)))
+            .transpose()
     }
 
     /// What every verifier of our tokens checks: `JWT_ISSUER`, `JWT_AUDIENCE` and `JWT_LEEWAY`

@@ -14,13 +14,17 @@
 //! - `actix`: `verify`, plus `extract` (verified claims as actix extractors) and the actix side of
 //!   `error` (`ErrorBody::into_response`, `TokenError` as a `ResponseError`, `rejections`).
 //!   Pulls in actix-web.
-//! - `redis`: `verify`, plus the Redis revocation store and the replica resource servers keep.
+//! - `redis`: `verify`, plus the Redis revocation store and the replica resource servers keep,
+//!   and `revocation::RedisConnection`, the one connection type every Redis user goes through
+//!   (one server, or the master of a Redis Sentinel deployment, followed across failovers).
 //!   Pulls in redis.
 //! - `feed`: `verify`, plus `revocation::RevocationFeed`, the copy fed by auth-service's HTTP
 //!   revocation feed (snapshot, then Server-Sent Events), for verifiers that cannot reach Redis.
 //!   Pulls in nothing more than `verify`.
 //! - `server`: `actix`, plus what both services run: `server`, `telemetry`, `metrics`, `config`
 //!   and `retry_with_backoff`. Pulls in tracing-subscriber.
+//! - `redis` or `server`: `redis_target`, the parser of `REDIS_URL` (`redis://` or
+//!   `redis+sentinel://`).
 //! - `db`: the diesel pool over PostgreSQL and embedded SQLite (`db`). Pulls in diesel and SQLite.
 //! - `openapi`: `actix`, plus helpers for the services' OpenAPI documents (`openapi`). Pulls in
 //!   utoipa.
@@ -48,6 +52,8 @@ pub mod jwks_cache;
 pub mod metrics;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+#[cfg(any(feature = "redis", feature = "server"))]
+pub mod redis_target;
 #[cfg(feature = "verify")]
 pub mod revocation;
 #[cfg(feature = "server")]
@@ -66,6 +72,8 @@ pub use extract::{AuthContext, MaybeAccessClaims, RefreshToRotate, TokenSource};
 pub use jwks_cache::KeyRefresher;
 #[cfg(feature = "server")]
 pub use metrics::Metrics;
+#[cfg(any(feature = "redis", feature = "server"))]
+pub use redis_target::RedisTarget;
 #[cfg(feature = "verify")]
 pub use revocation::{entry_expiry, Revocation, RevocationCheck, RevocationEntry, UserCutoff};
 pub use verifier::{KeySet, TokenVerifier, VerifierConfig};

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
-use redis::aio::ConnectionManager;
-use shared::revocation::StoreUnavailable;
+use shared::revocation::{RedisConnection, StoreUnavailable};
+use shared::RedisTarget;
 use tokio::sync::broadcast;
 
 use super::{expires_at_of, Backlog, Cursor, FeedEvent, FeedLog, LIVE_BUFFER};
@@ -21,7 +21,7 @@ const BLOCK_MS: u64 = 1000;
 type StreamEntries = Vec<(String, HashMap<String, String>)>;
 
 pub struct RedisFeed {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     key: String,
     live: broadcast::Sender<FeedEvent>,
 }
@@ -33,9 +33,9 @@ pub fn stream_key(prefix: &str) -> String {
 
 impl RedisFeed {
     /// Connects twice (commands, and the follower's blocking reads) and starts following.
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreUnavailable> {
-        let (_, connection) = shared::revocation::connect_redis(url).await?;
-        let (_, follower) = shared::revocation::connect_redis(url).await?;
+    pub async fn connect(target: &RedisTarget, prefix: &str) -> Result<Self, StoreUnavailable> {
+        let connection = shared::revocation::connect_redis(target).await?;
+        let follower = shared::revocation::connect_redis(target).await?;
         let key = stream_key(prefix);
         let live = broadcast::channel(LIVE_BUFFER).0;
         let feed = Self {
@@ -84,7 +84,7 @@ fn events(entries: StreamEntries, now: i64) -> (Vec<FeedEvent>, Option<Cursor>) 
 
 /// Follows the stream from `cursor` for as long as the process runs, through Redis outages.
 async fn follow(
-    mut connection: ConnectionManager,
+    mut connection: RedisConnection,
     key: String,
     mut cursor: Cursor,
     live: broadcast::Sender<FeedEvent>,

@@ -55,6 +55,22 @@ pub struct RotationRequest<'a> {
     pub issued_ms: i64,
 }
 
+/// How many Redis replicas must confirm a write that ends sessions or tokens before it is
+/// acknowledged (`REDIS_WAIT_REPLICAS`), and how long to wait for them
+/// (`REDIS_WAIT_TIMEOUT_MS`). `replicas` 0: no waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaWait {
+    pub replicas: u32,
+    pub timeout_ms: u64,
+}
+
+impl ReplicaWait {
+    pub const NONE: ReplicaWait = ReplicaWait {
+        replicas: 0,
+        timeout_ms: 1000,
+    };
+}
+
 /// How long things live, from the service's settings; the one place expiry rules are applied.
 #[derive(Clone, Copy, Debug)]
 pub struct Lifetimes {

@@ -1,12 +1,20 @@
 //! The ledger in Redis, shared by every instance: each operation is one Lua script (or one
 //! `MULTI`), so no other instance's write can land between its check and its write.
+//!
+//! A write that ends sessions or tokens (a revocation, a cut-off, a session revoked on reuse) is
+//! followed by `WAIT n timeout` when [`ReplicaWait`] asks for replicas (by default under Redis
+//! Sentinel), in the same pipeline, so on the same connection (`WAIT` counts the replicas that
+//! have what this connection wrote): the caller hears of success only once `n` replicas hold
+//! the write, so a failover, which promotes a replica, cannot undo it. When fewer confirm in
+//! time the write is still in effect on the master, and the answer says so
+//! (`StoreUnavailable::NotReplicated`, a `503` whose message tells the client).
 
 use futures_util::future::{BoxFuture, FutureExt};
-use redis::aio::ConnectionManager;
-use shared::revocation::{RevocationKeys, StoreUnavailable};
-use shared::RevocationEntry;
+use redis::{FromRedisValue, Script, ScriptInvocation};
+use shared::revocation::{RedisConnection, RevocationKeys, StoreUnavailable};
+use shared::{RedisTarget, RevocationEntry};
 
-use super::{Lifetimes, Remembered, Rotation, RotationRequest, SessionLedger};
+use super::{Lifetimes, Remembered, ReplicaWait, Rotation, RotationRequest, SessionLedger};
 
 /// Merges a new cut-off into the user's entry (the rule of `shared::UserCutoff::merge`, which
 /// the unit tests there check exhaustively), raised to the latest recorded issue, bumps the
@@ -132,8 +140,9 @@ return {'reused'}
 "#;
 
 pub struct RedisLedger {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     keys: RevocationKeys,
+    wait: ReplicaWait,
     /// The revocation feed's stream.
     feed: String,
     lifetimes: Lifetimes,
@@ -144,14 +153,16 @@ pub struct RedisLedger {
 
 impl RedisLedger {
     pub async fn connect(
-        url: &str,
+        target: &RedisTarget,
         prefix: &str,
         lifetimes: Lifetimes,
+        wait: ReplicaWait,
     ) -> Result<Self, StoreUnavailable> {
-        let (_, connection) = shared::revocation::connect_redis(url).await?;
+        let connection = shared::revocation::connect_redis(target).await?;
         Ok(Self {
             connection,
             keys: RevocationKeys::new(prefix),
+            wait,
             feed: crate::feed::stream_key(prefix),
             lifetimes,
             cut_off: redis::Script::new(CUT_OFF),
@@ -182,6 +193,51 @@ impl RedisLedger {
         let span_ms = (self.lifetimes.published_cutoff_span() + 1) * 1000;
         let now_ms = chrono::Utc::now().timestamp_millis();
         format!("{}-0", (now_ms - span_ms).max(0))
+    }
+
+    /// Adds `WAIT` for the replicas [`ReplicaWait`] asks for to `pipe`, after its writes.
+    fn wait_in(&self, pipe: &mut redis::Pipeline) {
+        pipe.cmd("WAIT")
+            .arg(self.wait.replicas)
+            .arg(self.wait.timeout_ms);
+    }
+
+    /// Whether `acked` replicas (`WAIT`'s answer) are enough.
+    fn confirmed(&self, acked: i64) -> Result<(), StoreUnavailable> {
+        if acked < i64::from(self.wait.replicas) {
+            return Err(StoreUnavailable::NotReplicated {
+                wanted: self.wait.replicas,
+                acked: u32::try_from(acked).unwrap_or(0),
+                timeout_ms: self.wait.timeout_ms,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs a script that ends sessions or tokens and, when replicas must confirm it, `WAIT`
+    /// after it in the same pipeline.
+    async fn invoke_confirmed<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreUnavailable> {
+        let mut connection = self.connection.clone();
+        if self.wait.replicas == 0 {
+            return Ok(invocation.invoke_async(&mut connection).await?);
+        }
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(invocation);
+        self.wait_in(&mut pipe);
+        let (reply, acked): (T, i64) = match pipe.query_async(&mut connection).await {
+            Err(err) if err.kind() == redis::ErrorKind::NoScriptError => {
+                // A new master (after a failover or a restart) has no scripts yet.
+                script.load_async(&mut connection).await?;
+                pipe.query_async(&mut connection).await?
+            }
+            other => other?,
+        };
+        self.confirmed(acked)?;
+        Ok(reply)
     }
 
     async fn rotate_once(
@@ -221,7 +277,7 @@ impl RedisLedger {
             .arg(answer)
             .arg(self.lifetimes.grace.as_millis() as u64)
             .arg(request.issued_ms)
-            .arg(session_json)
+            .arg(&session_json)
             .arg(session_expires)
             .arg(self.keys.channel())
             .arg(self.lifetimes.ledger_ttl_secs())
@@ -232,7 +288,24 @@ impl RedisLedger {
         match reply.first().map(String::as_str) {
             Some("fresh") => Ok(Rotation::Fresh),
             Some("revoked") => Ok(Rotation::Revoked),
-            Some("reused") => Ok(Rotation::Reused),
+            Some("reused") => {
+                // The session was revoked: that must reach a replica like any other revocation.
+                // Written again (the same value) and waited for in one pipeline, so the `WAIT`
+                // counts replicas of a write on its own connection.
+                if self.wait.replicas > 0 && !session_json.is_empty() {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("SET")
+                        .arg(self.keys.session(sid))
+                        .arg(&session_json)
+                        .arg("EXAT")
+                        .arg(session_expires)
+                        .ignore();
+                    self.wait_in(&mut pipe);
+                    let (acked,): (i64,) = pipe.query_async(&mut connection).await?;
+                    self.confirmed(acked)?;
+                }
+                Ok(Rotation::Reused)
+            }
             Some("replay") => {
                 let stored = reply.get(1).map(String::as_str).unwrap_or_default();
                 Ok(Rotation::Replay(Remembered::decode(stored)?.pair))
@@ -252,10 +325,21 @@ impl SessionLedger for RedisLedger {
     fn revoke(&self, entries: Vec<RevocationEntry>) -> BoxFuture<'_, Result<(), StoreUnavailable>> {
         async move {
             let now = shared::now_unix();
+            let live: Vec<_> = entries.iter().filter(|entry| entry.is_live(now)).collect();
+            if live.is_empty() {
+                return Ok(());
+            }
+            let confirm = self.wait.replicas > 0;
             let mut pipe = redis::pipe();
-            // One MULTI: every entry is stored and announced, or none is.
-            pipe.atomic();
-            for entry in entries.iter().filter(|entry| entry.is_live(now)) {
+            // One MULTI: every entry is stored and announced, or none is. With replicas to wait
+            // for, MULTI and EXEC are spelt out, so that `WAIT` follows in the same pipeline
+            // (inside a transaction it could not block).
+            if confirm {
+                pipe.cmd("MULTI").ignore();
+            } else {
+                pipe.atomic();
+            }
+            for entry in live {
                 let json = self.stored_json(entry, now)?;
                 pipe.cmd("SET")
                     .arg(self.keys.entry(&entry.target))
@@ -280,8 +364,14 @@ impl SessionLedger for RedisLedger {
                 }
             }
             let mut connection = self.connection.clone();
-            pipe.query_async::<()>(&mut connection).await?;
-            Ok(())
+            if !confirm {
+                pipe.query_async::<()>(&mut connection).await?;
+                return Ok(());
+            }
+            pipe.cmd("EXEC").ignore();
+            self.wait_in(&mut pipe);
+            let (acked,): (i64,) = pipe.query_async(&mut connection).await?;
+            self.confirmed(acked)
         }
         .boxed()
     }
@@ -293,9 +383,8 @@ impl SessionLedger for RedisLedger {
         except_jti: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), StoreUnavailable>> {
         async move {
-            let mut connection = self.connection.clone();
-            let _: String = self
-                .cut_off
+            let mut invocation = self.cut_off.prepare_invoke();
+            invocation
                 .key(self.keys.user(sub))
                 .key(self.keys.user_ledger(sub))
                 .key(&self.feed)
@@ -306,9 +395,8 @@ impl SessionLedger for RedisLedger {
                 .arg(self.keys.channel())
                 .arg(self.lifetimes.ledger_ttl_secs())
                 .arg(self.lifetimes.published_cutoff_span())
-                .arg(self.feed_trim_id())
-                .invoke_async(&mut connection)
-                .await?;
+                .arg(self.feed_trim_id());
+            let _: String = self.invoke_confirmed(&self.cut_off, &invocation).await?;
             Ok(())
         }
         .boxed()

@@ -18,9 +18,14 @@ fn lifetimes(access_ttl: u64, refresh_ttl: u64, leeway: u64) -> Lifetimes {
 /// A ledger under a fresh key prefix, and a plain connection to read what it stored.
 async fn ledger(lifetimes: Lifetimes) -> (String, RedisLedger, redis::aio::MultiplexedConnection) {
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    let ledger = RedisLedger::connect(&redis_url(), &prefix, lifetimes)
-        .await
-        .unwrap();
+    let ledger = RedisLedger::connect(
+        &redis_url().parse().unwrap(),
+        &prefix,
+        lifetimes,
+        auth_service::ledger::ReplicaWait::NONE,
+    )
+    .await
+    .unwrap();
     let client = redis::Client::open(redis_url()).unwrap();
     let redis = client.get_multiplexed_async_connection().await.unwrap();
     (prefix, ledger, redis)

@@ -12,6 +12,7 @@ mod mfa;
 mod oauth;
 mod openapi;
 mod races;
+mod replicas;
 mod session_list;
 mod sessions;
 mod throttling;

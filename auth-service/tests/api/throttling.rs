@@ -270,7 +270,7 @@ async fn over_long_username_is_refused_before_counting_and_keyed_by_hash(backend
         .contains("auth_logins_total{result=\"failure\"} 11"));
 
     if backend == Backend::Postgres {
-        let (_, mut redis) = shared::revocation::connect_redis(&redis_url())
+        let mut redis = shared::revocation::connect_redis(&redis_url().parse().unwrap())
             .await
             .unwrap();
         let keys: Vec<String> = redis::cmd("KEYS")
@@ -348,7 +348,7 @@ async fn redis_and_in_process_throttles_agree() {
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
     let stores: [Arc<dyn ThrottleStore>; 2] = [
         Arc::new(
-            RedisThrottle::connect(&redis_url(), &prefix, policy.clone())
+            RedisThrottle::connect(&redis_url().parse().unwrap(), &prefix, policy.clone())
                 .await
                 .unwrap(),
         ),

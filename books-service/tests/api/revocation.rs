@@ -154,3 +154,89 @@ async fn wait_for_logout(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A Redis that comes back without its data (a restart without persistence, or a failover to a
+/// replica that had not received the last writes) gets back every revocation books-service
+/// still holds: the replica keeps its entries across the reload and writes back what Redis
+/// lacks, so auth-service, which reads Redis itself, refuses the token again too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_lost_its_data_gets_back_every_revocation_books_service_holds() {
+    let mut redis = PrivateRedis::start();
+    let stack = spawn_stack_with(Backend::Postgres, &[], &[], redis.url()).await;
+    let kept = stack.user_with_roles("yara", "user").await;
+    let cut = stack.user_with_roles("zeno", "user").await;
+    assert_eq!(stack.logout(&kept).await.status(), StatusCode::NO_CONTENT);
+    let all = stack
+        .client
+        .post(format!("{}/auth/logout-all", stack.auth))
+        .bearer_auth(&cut.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(all.status(), StatusCode::NO_CONTENT);
+    for token in [&kept.access, &cut.access] {
+        wait_for_status(&stack, token, StatusCode::UNAUTHORIZED).await;
+    }
+
+    redis.stop();
+    redis.restart();
+
+    let me = |token: String| {
+        let stack = &stack;
+        async move {
+            stack
+                .client
+                .get(format!("{}/auth/me", stack.auth))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for token in [&kept.access, &cut.access] {
+        loop {
+            let response = me(token.clone()).await;
+            if response.status() == StatusCode::UNAUTHORIZED {
+                assert_error(response, StatusCode::UNAUTHORIZED, "token_revoked").await;
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "auth-service still answers {} for a revoked token",
+                response.status()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // And books-service never stopped refusing it.
+        let response = stack.get(token, "/books").await;
+        assert_ne!(response.status(), StatusCode::OK);
+    }
+    // Written back as entries Redis keeps: the session, the access token, the cut-off.
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}revoked:*", stack.redis_prefix))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let sub = shared::testing::payload(&cut.access)["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        keys.contains(&format!("{}revoked:user:{sub}", stack.redis_prefix)),
+        "{keys:?}"
+    );
+    let sid = shared::testing::payload(&kept.access)["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        keys.contains(&format!("{}revoked:session:{sid}", stack.redis_prefix)),
+        "{keys:?}"
+    );
+}

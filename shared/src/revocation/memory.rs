@@ -160,6 +160,45 @@ impl MemoryRevocations {
         *self.lock() = Entries::default();
     }
 
+    /// Every live entry, cut-offs merged per user (the replica compares them with what Redis
+    /// holds after a reload).
+    pub fn entries(&self) -> Vec<RevocationEntry> {
+        let now = now_unix();
+        let entries = self.lock();
+        let mut all =
+            Vec::with_capacity(entries.tokens.len() + entries.sessions.len() + entries.users.len());
+        let ids =
+            |map: &IdMap, kind: fn(String) -> Revocation, all: &mut Vec<RevocationEntry>| {
+                let uuids = map.uuids.iter().map(|(bytes, exp)| {
+                    (uuid::Uuid::from_bytes(*bytes).to_string(), i64::from(*exp))
+                });
+                let texts = map.texts.iter().map(|(id, exp)| (id.to_string(), *exp));
+                all.extend(uuids.chain(texts).filter(|(_, exp)| *exp > now).map(
+                    |(id, expires_at)| RevocationEntry {
+                        target: kind(id),
+                        expires_at,
+                    },
+                ));
+            };
+        ids(&entries.tokens, |jti| Revocation::Token { jti }, &mut all);
+        ids(
+            &entries.sessions,
+            |sid| Revocation::Session { sid },
+            &mut all,
+        );
+        all.extend(
+            entries
+                .users
+                .iter()
+                .filter(|(_, cut)| cut.expires_at > now)
+                .map(|(sub, cut)| RevocationEntry {
+                    target: cut.cutoff.clone().into_revocation(sub.clone()),
+                    expires_at: cut.expires_at,
+                }),
+        );
+        all
+    }
+
     /// Number of live revocation entries.
     pub fn len(&self) -> usize {
         let mut entries = self.lock();

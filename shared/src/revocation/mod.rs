@@ -10,6 +10,8 @@
 //! [`RevocationCheck`] trait, from a replica of Redis (feature `redis`) or from auth-service's
 //! HTTP revocation feed (feature `feed`).
 
+#[cfg(feature = "redis")]
+mod connection;
 mod cutoff;
 #[cfg(feature = "feed")]
 mod feed;
@@ -27,6 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::claims::Claims;
 
+#[cfg(feature = "redis")]
+pub use connection::RedisConnection;
 pub use cutoff::UserCutoff;
 #[cfg(feature = "feed")]
 pub use feed::{ClientSecret, FeedConfig, FeedError, RevocationFeed};
@@ -106,6 +110,14 @@ pub enum StoreUnavailable {
     Redis(#[from] redis::RedisError),
     #[error("revocation store unavailable: {0}")]
     Other(String),
+    /// A write reached the Redis master, but fewer replicas than required confirmed it in time
+    /// (`WAIT`): it is in effect now, but a failover before it replicates would undo it.
+    #[error("written to the Redis master, but {acked} of the {wanted} replicas required confirmed it within {timeout_ms} ms")]
+    NotReplicated {
+        wanted: u32,
+        acked: u32,
+        timeout_ms: u64,
+    },
 }
 
 /// The read side of revocations: all a verifier needs.

@@ -3,15 +3,14 @@
 //! keep a local replica instead of asking Redis on every request. auth-service writes them (its
 //! session ledger); this is the read side.
 
-use std::time::Duration;
-
 use futures_util::future::{BoxFuture, FutureExt};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
+use super::connection::RedisConnection;
 use super::{Revocation, RevocationCheck, RevocationEntry, StoreUnavailable};
 use crate::claims::Claims;
 use crate::now_unix;
+use crate::RedisTarget;
 
 /// Key names under one prefix, so tests and deployments can share a Redis without colliding.
 #[derive(Clone, Debug)]
@@ -70,26 +69,20 @@ impl RevocationKeys {
     }
 }
 
-/// Connects with short timeouts: a request must fail fast with 503, not hang, when Redis is down.
-pub async fn connect(url: &str) -> Result<(redis::Client, ConnectionManager), StoreUnavailable> {
-    let client = redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
-        .set_response_timeout(Duration::from_secs(2))
-        .set_number_of_retries(2)
-        .set_max_delay(500);
-    let manager = ConnectionManager::new_with_config(client.clone(), config).await?;
-    Ok((client, manager))
+/// Connects to `REDIS_URL`'s server (for Sentinel, its current master), with short timeouts: a
+/// request must fail fast with 503, not hang, when Redis is down. See [`RedisConnection`].
+pub async fn connect(target: &RedisTarget) -> Result<RedisConnection, StoreUnavailable> {
+    Ok(RedisConnection::connect(target).await?)
 }
 
 pub struct RedisRevocations {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     keys: RevocationKeys,
 }
 
 impl RedisRevocations {
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreUnavailable> {
-        let (_, connection) = connect(url).await?;
+    pub async fn connect(target: &RedisTarget, prefix: &str) -> Result<Self, StoreUnavailable> {
+        let connection = connect(target).await?;
         Ok(Self {
             connection,
             keys: RevocationKeys::new(prefix),

@@ -5,19 +5,33 @@
 //! within `staleness` (heartbeats every `staleness / 4`, at most one second). A revocation published while
 //! the subscription is healthy arrives within that bound; if the subscription is broken for
 //! longer, `is_revoked` fails and the service answers 503 rather than accept a token that may
-//! have been revoked. After a reconnect the replica reloads everything before it is trusted again.
+//! have been revoked. A broken subscription does not end that trust at once: the replica keeps
+//! serving what it has until the bound runs out, while it reconnects (100 ms, then every 250 ms)
+//! — under Redis Sentinel, to the master the sentinels name now — and reloads everything. Only a
+//! heartbeat after the reload makes it current again.
+//!
+//! A reload keeps what the replica already holds and merges what it loads into it, never clears:
+//! an entry only ever ends by expiring. After a failover the new master may lack the last writes
+//! of the old one (those that had not reached a replica yet), so the replica writes back every
+//! live entry it holds that the master lacks (token and session entries only where the key is
+//! absent, cut-offs merged with the master's by the one rule of `UserCutoff::merge`), and
+//! publishes each one, so every other replica and auth-service see it too.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{self, BoxFuture, FutureExt};
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
 
+use super::connection::RedisConnection;
 use super::redis_store::{connect, RevocationKeys};
-use super::{MemoryRevocations, RevocationCheck, RevocationEntry, StoreUnavailable};
+use super::{
+    MemoryRevocations, Revocation, RevocationCheck, RevocationEntry, StoreUnavailable, UserCutoff,
+};
 use crate::claims::Claims;
+use crate::RedisTarget;
 
 pub struct RevocationReplica {
     entries: MemoryRevocations,
@@ -29,7 +43,7 @@ pub struct RevocationReplica {
 impl RevocationReplica {
     /// Starts the replica and its background sync task. Returns at once; until the first full
     /// load completes, the replica reports itself not ready.
-    pub fn start(url: String, prefix: String, staleness: Duration) -> Arc<Self> {
+    pub fn start(target: RedisTarget, prefix: String, staleness: Duration) -> Arc<Self> {
         let replica = Arc::new(Self {
             entries: MemoryRevocations::new(),
             synced: AtomicBool::new(false),
@@ -37,7 +51,7 @@ impl RevocationReplica {
             staleness,
         });
         let task = replica.clone();
-        tokio::spawn(async move { task.sync_forever(url, RevocationKeys::new(prefix)).await });
+        tokio::spawn(async move { task.sync_forever(target, RevocationKeys::new(prefix)).await });
         replica
     }
 
@@ -62,37 +76,55 @@ impl RevocationReplica {
             .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
-    async fn sync_forever(self: Arc<Self>, url: String, keys: RevocationKeys) {
+    async fn sync_forever(self: Arc<Self>, target: RedisTarget, keys: RevocationKeys) {
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.sync_once(&url, &keys).await {
+            match self.sync_once(&target, &keys).await {
                 Ok(()) => delay = Duration::from_millis(100),
                 Err(err) => {
                     tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "revocation replica out of sync");
                 }
             }
-            self.synced.store(false, Ordering::Release);
+            // Still trusted until the last heartbeat is `staleness` old (`is_current`).
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
+            delay = (delay * 2).min(Duration::from_millis(250));
         }
     }
 
     /// Subscribes, then loads everything, then applies messages until the connection fails.
     /// Subscribing first means nothing published during the load is missed.
-    async fn sync_once(&self, url: &str, keys: &RevocationKeys) -> Result<(), StoreUnavailable> {
-        let connect_timeout = Duration::from_secs(2);
-        let (client, mut connection) = connect(url).await?;
-        let pubsub = tokio::time::timeout(connect_timeout, client.get_async_pubsub())
-            .await
-            .map_err(|_| StoreUnavailable::Other("pub/sub connect timed out".into()))??;
+    async fn sync_once(
+        &self,
+        target: &RedisTarget,
+        keys: &RevocationKeys,
+    ) -> Result<(), StoreUnavailable> {
+        let mut connection = connect(target).await?;
+        let pubsub = connection.pubsub().await?;
         let (mut sink, mut stream) = pubsub.split();
         sink.subscribe(keys.channel()).await?;
 
         let loaded = load_all(&mut connection, keys).await?;
-        self.entries.clear();
+        let lost = self.entries_missing_from(&loaded);
         let count = loaded.len();
         for entry in loaded {
             self.entries.apply(entry);
+        }
+        if !lost.is_empty() {
+            // Written back before the replica counts as current: the other replicas and
+            // auth-service learn them from Redis too. A failure is no reason to stop serving
+            // what this replica holds: it is retried on the next reload.
+            match restore(&mut connection, keys, &lost).await {
+                Ok(restored) => tracing::warn!(
+                    missing = lost.len(),
+                    restored,
+                    "revocations the Redis master did not have (lost in a failover or restart) were written back"
+                ),
+                Err(err) => tracing::warn!(
+                    missing = lost.len(),
+                    error = %err,
+                    "revocations the Redis master does not have could not be written back; kept here"
+                ),
+            }
         }
         self.beat();
         self.synced.store(true, Ordering::Release);
@@ -152,7 +184,7 @@ impl StoredEntry {
 
 /// Every live entry under the prefix: `SCAN` in batches, values by `MGET`.
 async fn load_all(
-    connection: &mut ConnectionManager,
+    connection: &mut RedisConnection,
     keys: &RevocationKeys,
 ) -> Result<Vec<RevocationEntry>, StoreUnavailable> {
     let mut cursor: u64 = 0;
@@ -183,6 +215,140 @@ async fn load_all(
         }
         cursor = next;
     }
+}
+
+impl RevocationReplica {
+    /// The live entries held here that `loaded` (what the master has) lacks: a token or session
+    /// it does not name, or a cut-off its own for that user does not already cover.
+    fn entries_missing_from(&self, loaded: &[RevocationEntry]) -> Vec<RevocationEntry> {
+        let held = self.entries.entries();
+        if held.is_empty() {
+            return held;
+        }
+        let mut tokens = HashSet::new();
+        let mut sessions = HashSet::new();
+        let mut users: HashMap<&str, UserCutoff> = HashMap::new();
+        for entry in loaded {
+            match &entry.target {
+                Revocation::Token { jti } => {
+                    tokens.insert(jti.as_str());
+                }
+                Revocation::Session { sid } => {
+                    sessions.insert(sid.as_str());
+                }
+                Revocation::UserBefore { sub, .. } => {
+                    if let Some(cut) = UserCutoff::of(&entry.target) {
+                        let merged = match users.remove(sub.as_str()) {
+                            Some(earlier) => earlier.merge(&cut),
+                            None => cut,
+                        };
+                        users.insert(sub.as_str(), merged);
+                    }
+                }
+            }
+        }
+        // An entry about to expire is not worth a write.
+        let soon = crate::now_unix() + 1;
+        held.into_iter()
+            .filter(|entry| entry.expires_at > soon)
+            .filter(|entry| match &entry.target {
+                Revocation::Token { jti } => !tokens.contains(jti.as_str()),
+                Revocation::Session { sid } => !sessions.contains(sid.as_str()),
+                Revocation::UserBefore { sub, .. } => {
+                    match (UserCutoff::of(&entry.target), users.get(sub.as_str())) {
+                        (Some(mine), Some(master)) => master.merge(&mine) != *master,
+                        (Some(_), None) => true,
+                        (None, _) => false,
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// Writes `value` at KEYS[1] and publishes it, only if the key still holds ARGV[4] (absent when
+/// ARGV[4] is ''). ARGV: the entry's JSON, its expiry (Unix seconds), the channel, the value
+/// expected. Returns 1 when written.
+const RESTORE: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if (current or '') ~= ARGV[4] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
+return 1
+"#;
+
+/// Writes back entries the master lacks (see the module documentation); returns how many were
+/// written (the others had meanwhile been written by someone else, or already covered).
+async fn restore(
+    connection: &mut RedisConnection,
+    keys: &RevocationKeys,
+    lost: &[RevocationEntry],
+) -> Result<usize, StoreUnavailable> {
+    let script = redis::Script::new(RESTORE);
+    let unreadable = |e: serde_json::Error| StoreUnavailable::Other(e.to_string());
+    let mut restored = 0;
+    for entry in lost {
+        let key = keys.entry(&entry.target);
+        // A few tries: a cut-off written meanwhile by auth-service is merged, not overwritten.
+        for _ in 0..3 {
+            let current: Option<String> =
+                redis::cmd("GET").arg(&key).query_async(connection).await?;
+            let Some(json) = restored_json(entry, current.as_deref()).map_err(unreadable)? else {
+                break;
+            };
+            let written: i64 = script
+                .key(&key)
+                .arg(&json.0)
+                .arg(json.1)
+                .arg(keys.channel())
+                .arg(current.as_deref().unwrap_or_default())
+                .invoke_async(connection)
+                .await?;
+            if written == 1 {
+                restored += 1;
+                break;
+            }
+        }
+    }
+    Ok(restored)
+}
+
+/// What to write back for `entry` where the master holds `current`, and until when; `None` when
+/// the master's entry already covers it. A token or session entry is written only where the
+/// key is absent. A cut-off is merged with the master's, keeping the longer lives.
+fn restored_json(
+    entry: &RevocationEntry,
+    current: Option<&str>,
+) -> Result<Option<(String, i64)>, serde_json::Error> {
+    let stored = |target: Revocation, expires_at: i64, verifier: i64| {
+        let mut value = serde_json::to_value(RevocationEntry { target, expires_at })?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("verifier_expires_at".into(), verifier.into());
+        }
+        serde_json::to_string(&value).map(|json| Some((json, expires_at)))
+    };
+    let Some(current) = current else {
+        return stored(entry.target.clone(), entry.expires_at, entry.expires_at);
+    };
+    let (Revocation::UserBefore { sub, .. }, Some(mine)) =
+        (&entry.target, UserCutoff::of(&entry.target))
+    else {
+        return Ok(None);
+    };
+    let theirs: StoredEntry = serde_json::from_str(current)?;
+    let Some(master) = UserCutoff::of(&theirs.entry.target) else {
+        return Ok(None);
+    };
+    let merged = master.merge(&mine);
+    if merged == master {
+        return Ok(None);
+    }
+    let expires_at = theirs.entry.expires_at.max(entry.expires_at);
+    let verifier = theirs
+        .verifier_expires_at
+        .unwrap_or(theirs.entry.expires_at)
+        .max(entry.expires_at);
+    stored(merged.into_revocation(sub.clone()), expires_at, verifier)
 }
 
 impl RevocationCheck for RevocationReplica {
