@@ -12,7 +12,11 @@ use crate::helpers::{assert_error, spawn_app_with, tokens, Backend, PASSWORD};
 
 /// A replica of `master`, as a child process, killed on drop; its files (a replica stores the
 /// master's snapshot while it synchronises) in a temporary directory.
-struct Replica(std::process::Child, tempfile::TempDir);
+struct Replica {
+    child: std::process::Child,
+    /// Kept until the replica is killed; removed on drop.
+    _dir: tempfile::TempDir,
+}
 
 impl Replica {
     async fn start(master: &PrivateRedis) -> Self {
@@ -30,7 +34,7 @@ impl Replica {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server");
-        let replica = Replica(child, dir);
+        let replica = Replica { child, _dir: dir };
         // Ready once the master counts it as an online replica.
         let client = redis::Client::open(master.url()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -54,8 +58,8 @@ impl Replica {
 
 impl Drop for Replica {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
