@@ -57,6 +57,13 @@ def cpu_seconds():
     return out
 
 
+def machine_busy():
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS, sum(fields[:8]) / CLOCK_TICKS
+
+
 def cpu_share(before, after, seconds, ours):
     """Cores used during the window, per process group: ours by name, the rest by command."""
     groups = {}
@@ -201,7 +208,7 @@ def run(work, run_id, databases, prefix, stack):
     for rate in RATES:
         time.sleep(2)
         load_before = os.getloadavg()
-        before, started = cpu_seconds(), time.monotonic()
+        before, busy_before, started = cpu_seconds(), machine_busy(), time.monotonic()
         generator = subprocess.Popen(
             [str(bench.RELEASE / "mixed-load")],
             env={**os.environ, "MIXED_GATEWAY": f"127.0.0.1:{gateway_port}", "MIXED_RATE": str(rate),
@@ -215,7 +222,7 @@ def run(work, run_id, databases, prefix, stack):
         # CPU over the load itself: sampled again when the schedule ends (the checks after it
         # are not load).
         time.sleep(SECONDS + 0.5)
-        during, window = cpu_seconds(), time.monotonic() - started
+        during, busy_during, window = cpu_seconds(), machine_busy(), time.monotonic() - started
         output, _ = generator.communicate()
         if generator.returncode != 0:
             raise SystemExit(f"mixed-load failed ({generator.returncode})")
@@ -227,6 +234,11 @@ def run(work, run_id, databases, prefix, stack):
         figures["after_run_not_refused"] = sum(
             v["accepted"] + sum(v["other"].values()) for per in after_run.values() for v in per.values())
         figures["cores"] = {k: round(v, 3) for k, v in cpu_share(before, during, window, ours).items()}
+        # Whole machine: includes processes that started and ended inside the window (a
+        # compiler's), which the per-process figures cannot see.
+        figures["machine_busy_cores"] = round((busy_during[0] - busy_before[0]) / window, 3)
+        figures["ours_cores"] = round(sum(v for k, v in figures["cores"].items()
+                                          if k in set(ours.values())), 3)
         figures["load_average_before"] = load_before
         figures["load_average_after"] = os.getloadavg()
         figures["nproc"] = os.cpu_count()
@@ -257,6 +269,8 @@ def report(r):
           f"{r['after_run_not_refused']}; revoked tokens accepted: {r['revoked_accepted']}")
     cores = ", ".join(f"{k} {v:.2f}" for k, v in list(r["cores"].items())[:14])
     print(f"cores used during the run (of {r['nproc']}): {cores}")
+    print(f"whole machine busy: {r['machine_busy_cores']:.2f} cores, of which the stack and the load "
+          f"generator {r['ours_cores']:.2f}")
     print(f"load average before / after: {r['load_average_before'][0]:.2f} / {r['load_average_after'][0]:.2f}")
 
 
