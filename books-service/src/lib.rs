@@ -6,6 +6,7 @@ pub mod access;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod reads;
 pub mod routes;
 pub mod schema;
 pub mod startup;

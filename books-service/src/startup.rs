@@ -12,6 +12,7 @@ use shared::revocation::{MemoryRevocations, RevocationCheck, RevocationFeed, Rev
 use shared::{AuthContext, KeySet, Metrics, TokenVerifier};
 
 use crate::config::Settings;
+use crate::reads::PgReads;
 use crate::routes;
 use crate::state::AppState;
 use crate::store::BookStore;
@@ -37,6 +38,13 @@ pub struct Application {
     port: u16,
     server: Server,
     keys: Arc<JwksCache>,
+}
+
+/// The async read path for `url`, checked with one connection (see `reads`).
+async fn async_reads(url: &str) -> Result<PgReads, String> {
+    let reads = PgReads::from_url(url)?;
+    reads.check().await?;
+    Ok(reads)
 }
 
 impl Application {
@@ -68,6 +76,21 @@ impl Application {
         })
         .await?
         .map_err(StartupError::Database)?;
+        let books = match &settings.database_url {
+            shared::db::DatabaseUrl::Postgres(url) => {
+                match async_reads(url).await {
+                    Ok(reads) => {
+                        tracing::info!("single-book reads: one PostgreSQL connection per worker, no blocking pool");
+                        BookStore::with_reads(pool, reads)
+                    }
+                    Err(why) => {
+                        tracing::info!(why = %why, "single-book reads go through the connection pool");
+                        BookStore::new(pool)
+                    }
+                }
+            }
+            shared::db::DatabaseUrl::Sqlite(_) => BookStore::new(pool),
+        };
 
         let revocations: Arc<dyn RevocationCheck> = match (
             revocations,
@@ -102,7 +125,7 @@ impl Application {
         });
         let metrics = web::Data::new(Metrics::new("books-service"));
         let state = web::Data::new(AppState {
-            books: BookStore::new(pool),
+            books,
             revocations,
             keys: keys.clone(),
             metrics: metrics.clone(),

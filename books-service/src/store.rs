@@ -1,11 +1,14 @@
 //! The books table. Writes that depend on a version are single conditional statements, so two
 //! writers holding the same ETag can never both succeed.
 
+use std::sync::Arc;
+
 use diesel::prelude::*;
 use shared::db::DbPool;
 
 use crate::domain::BookInput;
 use crate::error::BooksError;
+use crate::reads::PgReads;
 use crate::schema::books;
 
 diesel::define_sql_function! {
@@ -77,11 +80,21 @@ fn like_pattern(q: &str) -> String {
 #[derive(Clone)]
 pub struct BookStore {
     pool: DbPool,
+    /// Single-book reads on PostgreSQL without the blocking pool, when the URL allows it.
+    reads: Option<Arc<PgReads>>,
 }
 
 impl BookStore {
     pub fn new(pool: DbPool) -> Self {
-        Self { pool }
+        Self { pool, reads: None }
+    }
+
+    /// `get` through `reads` instead of the pool.
+    pub fn with_reads(pool: DbPool, reads: PgReads) -> Self {
+        Self {
+            pool,
+            reads: Some(Arc::new(reads)),
+        }
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, BooksError>
@@ -115,6 +128,9 @@ impl BookStore {
     }
 
     pub async fn get(&self, id: String) -> Result<BookRow, BooksError> {
+        if let Some(reads) = &self.reads {
+            return reads.get(&id).await;
+        }
         self.run(move |conn| {
             books::table
                 .find(id)

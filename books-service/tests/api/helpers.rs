@@ -27,6 +27,8 @@ pub struct Stack {
     pub books: String,
     pub client: reqwest::Client,
     pub auth_database_url: String,
+    /// books-service's `DATABASE_URL`.
+    pub books_database_url: String,
     pub redis_prefix: String,
     pub redis: String,
     auth_vars: HashMap<String, String>,
@@ -104,7 +106,7 @@ pub async fn spawn_stack_with(
     tokio::spawn(auth_app.run_until_stopped());
 
     let mut books_vars = vars(common);
-    books_vars.insert("DATABASE_URL".into(), books_db);
+    books_vars.insert("DATABASE_URL".into(), books_db.clone());
     books_vars.insert("JWKS_URL".into(), format!("{auth}/.well-known/jwks.json"));
     for (k, v) in books_extra {
         books_vars.insert((*k).to_owned(), (*v).to_owned());
@@ -125,6 +127,7 @@ pub async fn spawn_stack_with(
         books,
         client: reqwest::Client::new(),
         auth_database_url: auth_db,
+        books_database_url: books_db,
         redis_prefix,
         redis: redis_for_stack,
         auth_vars: auth_vars_kept,
@@ -159,6 +162,27 @@ impl Stack {
         tokio::spawn(app.run_until_stopped());
         wait_until_ready(&self.client, &url).await;
         (url, database)
+    }
+
+    /// Another books-service instance on this stack's own books database (PostgreSQL), Redis and
+    /// JWKS, with `workers` workers; returns its base URL once ready.
+    pub async fn books_instance_on_same_database(&self, workers: usize) -> String {
+        let settings = books_service::Settings::from_vars(vars(vec![
+            ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+            ("HTTP_WORKERS", workers.to_string()),
+            ("DATABASE_URL", self.books_database_url.clone()),
+            ("REDIS_URL", self.redis.clone()),
+            ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
+            ("JWKS_URL", format!("{}/.well-known/jwks.json", self.auth)),
+        ]))
+        .expect("books settings");
+        let app = books_service::Application::build(settings)
+            .await
+            .expect("books-service starts");
+        let url = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        wait_until_ready(&self.client, &url).await;
+        url
     }
 
     /// Another books-service instance, on embedded SQLite in `dir`, with auth-service's JWKS and

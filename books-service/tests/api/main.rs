@@ -7,6 +7,7 @@ mod books;
 mod feed;
 mod keys;
 mod openapi;
+mod reads;
 mod revocation;
 mod sessions;
 mod startup;
