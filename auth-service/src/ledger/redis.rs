@@ -139,8 +139,17 @@ end
 return {'reused'}
 "#;
 
+/// Connections kept for writes confirmed with `WAIT`, when replicas must confirm.
+const CONFIRMING_CONNECTIONS: usize = 4;
+
 pub struct RedisLedger {
     connection: RedisConnection,
+    /// `WAIT` holds its connection until replicas answer (up to `REDIS_WAIT_TIMEOUT_MS` when
+    /// none can, right after a failover): on the shared multiplexed connection every login,
+    /// refresh and token check queued behind it and timed out (seen in the failover test).
+    /// Confirmed writes therefore go round these instead.
+    confirming: Vec<RedisConnection>,
+    next_confirming: std::sync::atomic::AtomicUsize,
     keys: RevocationKeys,
     wait: ReplicaWait,
     /// The revocation feed's stream.
@@ -159,8 +168,16 @@ impl RedisLedger {
         wait: ReplicaWait,
     ) -> Result<Self, StoreUnavailable> {
         let connection = shared::revocation::connect_redis(target).await?;
+        let mut confirming = Vec::new();
+        if wait.replicas > 0 {
+            for _ in 0..CONFIRMING_CONNECTIONS {
+                confirming.push(shared::revocation::connect_redis(target).await?);
+            }
+        }
         Ok(Self {
             connection,
+            confirming,
+            next_confirming: std::sync::atomic::AtomicUsize::new(0),
             keys: RevocationKeys::new(prefix),
             wait,
             feed: crate::feed::stream_key(prefix),
@@ -195,6 +212,17 @@ impl RedisLedger {
         format!("{}-0", (now_ms - span_ms).max(0))
     }
 
+    /// A connection for a write followed by `WAIT` (the write and its `WAIT` must share it).
+    fn confirming(&self) -> RedisConnection {
+        let n = self
+            .next_confirming
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.confirming.get(n % self.confirming.len().max(1)) {
+            Some(connection) => connection.clone(),
+            None => self.connection.clone(),
+        }
+    }
+
     /// Adds `WAIT` for the replicas [`ReplicaWait`] asks for to `pipe`, after its writes.
     fn wait_in(&self, pipe: &mut redis::Pipeline) {
         pipe.cmd("WAIT")
@@ -221,10 +249,11 @@ impl RedisLedger {
         script: &Script,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreUnavailable> {
-        let mut connection = self.connection.clone();
         if self.wait.replicas == 0 {
+            let mut connection = self.connection.clone();
             return Ok(invocation.invoke_async(&mut connection).await?);
         }
+        let mut connection = self.confirming();
         let mut pipe = redis::pipe();
         pipe.invoke_script(invocation);
         self.wait_in(&mut pipe);
@@ -301,7 +330,7 @@ impl RedisLedger {
                         .arg(session_expires)
                         .ignore();
                     self.wait_in(&mut pipe);
-                    let (acked,): (i64,) = pipe.query_async(&mut connection).await?;
+                    let (acked,): (i64,) = pipe.query_async(&mut self.confirming()).await?;
                     self.confirmed(acked)?;
                 }
                 Ok(Rotation::Reused)
@@ -363,14 +392,13 @@ impl SessionLedger for RedisLedger {
                         .ignore();
                 }
             }
-            let mut connection = self.connection.clone();
             if !confirm {
-                pipe.query_async::<()>(&mut connection).await?;
+                pipe.query_async::<()>(&mut self.connection.clone()).await?;
                 return Ok(());
             }
             pipe.cmd("EXEC").ignore();
             self.wait_in(&mut pipe);
-            let (acked,): (i64,) = pipe.query_async(&mut connection).await?;
+            let (acked,): (i64,) = pipe.query_async(&mut self.confirming()).await?;
             self.confirmed(acked)
         }
         .boxed()

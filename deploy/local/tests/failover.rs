@@ -3,13 +3,17 @@
 //! `REDIS_URL=redis+sentinel://...`. The master is killed (`kill -9`) in the middle of a mixed
 //! load (logins, refreshes, logouts, GETs on both books instances). What must hold:
 //!
-//! - the sentinels promote the replica within 10 s (`down-after-milliseconds 1000`);
+//! - the sentinels promote the replica within 10 s (`down-after-milliseconds 2000`);
 //! - every logout answered `204` (before, during or after the kill) is still enforced afterwards
 //!   by both books instances and by auth-service: `WAIT 1` made each one reach the replica first;
 //! - a logout after the promotion is enforced by both books instances within 1 s;
 //! - no answer is ever wrong: every failure is a `503` `unavailable`, and failures happen only
 //!   between the kill and the moment the services have found the new master (the failover
-//!   window, measured and printed).
+//!   window, measured and printed). On a loaded machine the sentinels may fail over once more
+//!   on their own (a sentinel that stalled for longer than `down-after-milliseconds` takes the
+//!   new master for dead): a watcher records every change of master, and failures around such
+//!   a second change are counted in its own window, printed as such; every other promise holds
+//!   through it.
 //!
 //! The killed master is then started again as a replica of the new master, as the deployments'
 //! start-up scripts do (they ask the sentinels who the master is): until then no replica can
@@ -31,6 +35,9 @@ use support::{free_port, wait_ready, Process};
 const PASSWORD: &str = "failover-test-password";
 const MASTER_NAME: &str = "mymaster";
 const WORKERS: usize = 4;
+/// The sentinels' `down-after-milliseconds`: 1000 made them fail over a second time on a
+/// loaded CI machine (a stalled sentinel took the new master for dead).
+const DOWN_AFTER_MS: u64 = 2000;
 
 /// A Redis server (master or replica) or a sentinel of the test's own.
 fn redis_process(dir: &Path, name: &str, args: &[String]) -> Process {
@@ -106,7 +113,7 @@ impl RedisHa {
                     format!(
                         "port {port}\nbind 127.0.0.1\ndir {dir}\n\
                          sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
-                         sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                         sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
                          sentinel failover-timeout {MASTER_NAME} 5000\n",
                         dir = dir.path().display()
                     ),
@@ -169,14 +176,35 @@ impl RedisHa {
 
     /// The port of the master the first sentinel names.
     async fn master_named(&self) -> Option<u16> {
-        let addr: Result<Option<(String, String)>, _> = ask(
-            self.sentinel_ports[0],
-            redis::cmd("SENTINEL")
-                .arg("GET-MASTER-ADDR-BY-NAME")
-                .arg(MASTER_NAME),
-        )
-        .await;
-        addr.ok().flatten().and_then(|(_, port)| port.parse().ok())
+        master_named_by(self.sentinel_ports[0]).await
+    }
+
+    /// Records every change of the master the first sentinel names, and of whether it has a
+    /// synchronised replica (with when, since `t0`), until the returned task is aborted.
+    fn watch_master(&self, t0: Instant) -> (Watched, tokio::task::JoinHandle<()>) {
+        let changes: Watched = Arc::default();
+        let (sentinel, recorded) = (self.sentinel_ports[0], changes.clone());
+        let task = tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                if let Some(port) = master_named_by(sentinel).await {
+                    let info: String = ask(port, redis::cmd("INFO").arg("replication"))
+                        .await
+                        .unwrap_or_default();
+                    let replicated = info.contains("role:master") && info.contains("state=online");
+                    if last != Some((port, replicated)) {
+                        recorded.lock().unwrap().push(MasterState {
+                            at: t0.elapsed(),
+                            port,
+                            replicated,
+                        });
+                        last = Some((port, replicated));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        (changes, task)
     }
 
     /// Starts the killed master again, as a replica of the new one (what the deployments'
@@ -223,6 +251,54 @@ fn logs_in(dir: &Path) -> String {
         }
         all
     }
+}
+
+/// The master the first sentinel names, and whether it has a synchronised replica, from `at` on.
+#[derive(Clone, Copy, Debug)]
+struct MasterState {
+    at: Duration,
+    port: u16,
+    replicated: bool,
+}
+
+type Watched = Arc<Mutex<Vec<MasterState>>>;
+
+/// The sentinels' own failovers after the one the kill caused: (when the first sentinel named
+/// the new master, when that master had a synchronised replica again).
+fn later_failovers(
+    states: &[MasterState],
+    first_promotion: u16,
+) -> Vec<(Duration, Option<Duration>)> {
+    let mut failovers = Vec::new();
+    let mut master = first_promotion;
+    let promoted = states.iter().position(|s| s.port == first_promotion);
+    for (i, state) in states
+        .iter()
+        .enumerate()
+        .skip(promoted.map_or(states.len(), |p| p + 1))
+    {
+        if state.port != master {
+            master = state.port;
+            let healed = states[i..]
+                .iter()
+                .find(|s| s.port == master && s.replicated)
+                .map(|s| s.at);
+            failovers.push((state.at, healed));
+        }
+    }
+    failovers
+}
+
+/// The port of the master the sentinel on `port` names.
+async fn master_named_by(sentinel: u16) -> Option<u16> {
+    let addr: Result<Option<(String, String)>, _> = ask(
+        sentinel,
+        redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(MASTER_NAME),
+    )
+    .await;
+    addr.ok().flatten().and_then(|(_, port)| port.parse().ok())
 }
 
 /// Sends `cmd` to the server or sentinel on `port` (a fresh connection: it may just have started).
@@ -456,6 +532,7 @@ async fn a_redis_master_failover_keeps_every_acknowledged_logout_and_errors_stay
         assert_eq!(registered.status(), StatusCode::CREATED);
     }
     let t0 = Instant::now();
+    let (master_states, watcher) = ha.watch_master(t0);
     let load = Load {
         client: client.clone(),
         auth: auth.clone(),
@@ -539,13 +616,25 @@ async fn a_redis_master_failover_keeps_every_acknowledged_logout_and_errors_stay
     let probe_refused_ms = ms(answered.elapsed());
 
     let probed = t0.elapsed();
-    // Load on the healed deployment: logouts are confirmed by a replica again.
+    // Load on the healed deployment: logouts are confirmed by a replica again. Should the
+    // sentinels fail over once more, the load goes on until 3 s after the master they name
+    // has a synchronised replica again (at most 20 s more).
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let healed_by = t0.elapsed() + Duration::from_secs(20);
+    while t0.elapsed() < healed_by {
+        let last = master_states.lock().unwrap().last().copied();
+        if last.is_none_or(|s| s.replicated && t0.elapsed() > s.at + Duration::from_secs(3)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     *stop.lock().unwrap() = true;
     for worker in workers {
         worker.await.unwrap();
     }
     let ended = t0.elapsed();
+    watcher.abort();
+    let later_failovers = later_failovers(&master_states.lock().unwrap(), ha.replica_port);
 
     let outcomes = load.outcomes.lock().unwrap().clone();
     let failures: Vec<&Outcome> = outcomes
@@ -569,7 +658,6 @@ async fn a_redis_master_failover_keeps_every_acknowledged_logout_and_errors_stay
         "{}",
         report_logs(&format!("failures before the kill: {early:#?}"))
     );
-    let last_failure = failures.iter().map(|o| o.ended).max().unwrap_or(killed);
     // Every kind of request succeeds again after the window.
     let first_success_after = |op: &str| {
         outcomes
@@ -593,19 +681,50 @@ async fn a_redis_master_failover_keeps_every_acknowledged_logout_and_errors_stay
         );
     }
     // The window: from the kill until the services use the new master (and it has a
-    // replica again). A failure after the logout that proved it would be a bug.
+    // replica again). A failure after the logout that proved it would be a bug, unless the
+    // sentinels changed master again around it: the old master stops taking writes when it is
+    // demoted (up to a second before the first sentinel names the new one) and the services
+    // need the same time as after the kill to follow.
+    let in_later_window = |at: Duration| {
+        later_failovers.iter().any(|(switch, healed)| {
+            at + Duration::from_secs(3) >= *switch
+                && healed.is_none_or(|healed| at <= healed + Duration::from_secs(3))
+        })
+    };
+    let after_window: Vec<&&Outcome> = failures
+        .iter()
+        .filter(|o| o.ended > probed && !in_later_window(o.ended))
+        .collect();
     assert!(
-        last_failure <= probed,
+        after_window.is_empty(),
         "{}",
         report_logs(&format!(
-            "a failure {} ms after the failover was over",
-            ms(last_failure.saturating_sub(probed))
+            "{} failures after the failover was over (master states: {:?}), the first {} ms after: {:#?}",
+            after_window.len(),
+            master_states.lock().unwrap(),
+            ms(after_window[0].ended.saturating_sub(probed)),
+            after_window.iter().take(5).collect::<Vec<_>>()
         ))
     );
+    let last_failure = failures
+        .iter()
+        .map(|o| o.ended)
+        .filter(|at| *at <= probed)
+        .max()
+        .unwrap_or(killed);
     assert!(
         last_failure <= killed + Duration::from_secs(10),
         "a window over 10 s"
     );
+    for (switch, healed) in &later_failovers {
+        let failed_then = failures.iter().filter(|o| o.ended > probed).count();
+        println!(
+            "failover: the sentinels failed over again on their own {} ms after the kill; its new master \
+             had a replica {} ms later ({failed_then} requests answered 503 after the first window)",
+            ms(switch.saturating_sub(killed)),
+            healed.map_or("never".to_owned(), |h| ms(h.saturating_sub(*switch)).to_string()),
+        );
+    }
     let unavailable_writes = outcomes
         .iter()
         .filter(|o| matches!(o.op, "login" | "refresh") && o.status == 503 && o.ended >= killed)
@@ -615,6 +734,11 @@ async fn a_redis_master_failover_keeps_every_acknowledged_logout_and_errors_stay
     // Every logout that took effect, before or after the kill, is enforced everywhere.
     let logged_out = load.logged_out.lock().unwrap().clone();
     for (access, at, status) in &logged_out {
+        // Answered "written but not confirmed" around a later failover: the answer warned it
+        // could be undone by one.
+        if *status == 503 && in_later_window(*at) {
+            continue;
+        }
         for base in books.iter().chain([&auth]) {
             let path = if base == &auth { "/auth/me" } else { "/books" };
             let (got, error) = get_status(&client, base, path, access).await;
