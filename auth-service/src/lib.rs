@@ -28,6 +28,7 @@ pub mod store;
 pub mod throttle;
 pub mod tokens;
 pub mod users;
+pub mod write_behind;
 
 pub use config::Settings;
 pub use startup::Application;

@@ -41,6 +41,8 @@ pub struct Application {
     port: u16,
     server: Server,
     pauses: Arc<PausePoints>,
+    /// For the last flush of the group writers at shutdown.
+    state: web::Data<AppState>,
 }
 
 impl Application {
@@ -181,6 +183,7 @@ impl Application {
             pauses: pauses.clone(),
         });
 
+        let kept_state = state.clone();
         crate::maintenance::spawn(
             state.clone(),
             Duration::from_secs(settings.prune_interval_secs),
@@ -214,6 +217,7 @@ impl Application {
             port,
             server,
             pauses,
+            state: kept_state,
         })
     }
 
@@ -227,9 +231,13 @@ impl Application {
         self.pauses.clone()
     }
 
-    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (up to 30 s) and returns.
+    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (up to 30 s), writes what
+    /// the group writers still hold (audit events, session touches) and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.state.audit.flush().await;
+        self.state.sessions.flush().await;
+        served
     }
 }
 

@@ -1,8 +1,11 @@
 //! The audit trail: every security event, stored (actor, subject, address, user agent,
 //! outcome), logged as one JSON line and counted in `/metrics`.
 //!
-//! Recording never fails the request it records: a write that fails is counted
-//! (`auth_audit_events_lost_total`) and logged with the event, so the log line still holds it.
+//! Recording never fails the request it records, nor waits for the database: the event is
+//! logged and counted at once and its row queued for the group writer ([`WriteBehind`]). A
+//! group that fails to be written is counted (`auth_audit_events_lost_total`, one per event)
+//! and logged; each event's own log line still holds it. Queries flush this instance's queue
+//! first, so the trail is complete as soon as the answer that recorded an event was sent.
 
 mod store;
 
@@ -11,6 +14,7 @@ use std::sync::Arc;
 use shared::Metrics;
 
 use crate::origin::RequestOrigin;
+use crate::write_behind::WriteBehind;
 
 pub use self::store::{AuditQuery, AuditStore, StoredEvent};
 
@@ -147,28 +151,48 @@ impl Event {
     }
 }
 
+/// Events waiting to be written, at most; past that a request waits for the database.
+const QUEUE: usize = 8192;
+
 #[derive(Clone)]
 pub struct AuditLog {
     store: AuditStore,
     metrics: Arc<Metrics>,
+    writer: WriteBehind<StoredEvent>,
     /// Events older than this many days are pruned.
     pub retention_days: u32,
 }
 
 impl AuditLog {
+    /// Starts the group writer: call from within the runtime.
     pub fn new(store: AuditStore, metrics: Arc<Metrics>, retention_days: u32) -> Self {
+        let writer = {
+            let (store, metrics) = (store.clone(), metrics.clone());
+            WriteBehind::spawn(QUEUE, move |rows: Vec<StoredEvent>| {
+                let (store, metrics) = (store.clone(), metrics.clone());
+                async move { write_group(&store, &metrics, rows).await }
+            })
+        };
         AuditLog {
             store,
             metrics,
+            writer,
             retention_days,
         }
     }
 
-    pub fn store(&self) -> &AuditStore {
+    /// Every event recorded so far on this instance, stored (or counted lost).
+    pub async fn flush(&self) {
+        self.writer.flush().await;
+    }
+
+    /// The store, for queries: flushed first, so what this instance recorded is in it.
+    pub async fn flushed_store(&self) -> &AuditStore {
+        self.flush().await;
         &self.store
     }
 
-    /// Logs, counts and stores `event`. Never fails: a lost write is counted and logged.
+    /// Logs, counts and queues `event`. Never fails.
     pub async fn record(&self, event: Event) {
         let origin = event.origin.clone().unwrap_or_default();
         tracing::info!(
@@ -183,15 +207,9 @@ impl AuditLog {
             "audit event"
         );
         self.metrics.inc(event.kind.counter());
-        let kind = event.kind;
-        if let Err(err) = self.store.insert(event).await {
-            self.metrics.inc("auth_audit_events_lost_total");
-            tracing::error!(
-                target: "audit",
-                kind = kind.as_str(),
-                error = %shared::error::ErrorChain(&err),
-                "an audit event could not be stored (its log line above holds it)"
-            );
+        if let Err(row) = self.writer.push(StoredEvent::of(event)).await {
+            // Only while the runtime shuts down.
+            lost(&self.metrics, &[row], "the audit writer has stopped");
         }
     }
 
@@ -199,5 +217,25 @@ impl AuditLog {
     pub async fn prune(&self, now_ms: i64) -> Result<usize, crate::error::AuthError> {
         let cutoff = now_ms - i64::from(self.retention_days) * 86_400_000;
         self.store.prune_before(cutoff).await
+    }
+}
+
+async fn write_group(store: &AuditStore, metrics: &Metrics, rows: Vec<StoredEvent>) {
+    let rows = Arc::new(rows);
+    if let Err(err) = store.insert_all(rows.clone()).await {
+        lost(metrics, &rows, &shared::error::ErrorChain(&err).to_string());
+    }
+}
+
+fn lost(metrics: &Metrics, rows: &[StoredEvent], cause: &str) {
+    for row in rows {
+        metrics.inc("auth_audit_events_lost_total");
+        tracing::error!(
+            target: "audit",
+            id = row.id.as_str(),
+            kind = row.kind.as_str(),
+            error = cause,
+            "an audit event could not be stored (its log line holds it)"
+        );
     }
 }

@@ -23,6 +23,28 @@ pub struct StoredEvent {
     pub detail: Option<String>,
 }
 
+impl StoredEvent {
+    /// The row of `event`, stamped now: its id and time are taken when it happens, not when
+    /// its group is written.
+    pub fn of(event: Event) -> Self {
+        let (ip, user_agent) = match event.origin {
+            Some(origin) => (Some(origin.ip), Some(origin.user_agent)),
+            None => (None, None),
+        };
+        StoredEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: chrono::Utc::now().timestamp_millis(),
+            kind: event.kind.as_str().to_owned(),
+            actor: event.actor,
+            subject: event.subject,
+            ip,
+            user_agent,
+            outcome: event.outcome.as_str().to_owned(),
+            detail: event.detail,
+        }
+    }
+}
+
 /// A page of events, newest first: before the id `before`, about `user` (as actor or subject)
 /// and of kind `kind` when given.
 #[derive(Clone, Debug, Default)]
@@ -51,27 +73,20 @@ impl AuditStore {
         shared::db::run(&self.pool, f).await
     }
 
-    pub async fn insert(&self, event: Event) -> Result<(), AuthError> {
-        let (ip, user_agent) = match event.origin {
-            Some(origin) => (Some(origin.ip), Some(origin.user_agent)),
-            None => (None, None),
-        };
-        let row = StoredEvent {
-            id: uuid::Uuid::now_v7().to_string(),
-            at: chrono::Utc::now().timestamp_millis(),
-            kind: event.kind.as_str().to_owned(),
-            actor: event.actor,
-            subject: event.subject,
-            ip,
-            user_agent,
-            outcome: event.outcome.as_str().to_owned(),
-            detail: event.detail,
-        };
+    /// Stores a group of events in one transaction: all or none.
+    pub async fn insert_all(
+        &self,
+        rows: std::sync::Arc<Vec<StoredEvent>>,
+    ) -> Result<(), AuthError> {
         self.run(move |conn| {
-            diesel::insert_into(audit_events::table)
-                .values(&row)
-                .execute(conn)?;
-            Ok(())
+            conn.transaction(|conn| {
+                for row in rows.iter() {
+                    diesel::insert_into(audit_events::table)
+                        .values(row)
+                        .execute(conn)?;
+                }
+                Ok(())
+            })
         })
         .await
     }

@@ -111,7 +111,8 @@ async fn list(
     };
     let mut events = state
         .audit
-        .store()
+        .flushed_store()
+        .await
         .page(AuditQuery {
             user: query.user.filter(|u| !u.is_empty()),
             kind,

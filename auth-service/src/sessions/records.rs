@@ -8,6 +8,7 @@ use shared::db::DbPool;
 use crate::error::AuthError;
 use crate::origin::RequestOrigin;
 use crate::schema::sessions;
+use crate::write_behind::WriteBehind;
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sessions)]
@@ -40,14 +41,40 @@ impl SessionRecord {
     }
 }
 
+/// A refresh's "last used" for the group writer.
+struct Touch {
+    id: String,
+    now: i64,
+    expires_at: i64,
+}
+
+/// Touches waiting to be written, at most; past that a refresh waits for the database.
+const TOUCH_QUEUE: usize = 8192;
+
 #[derive(Clone)]
 pub struct SessionStore {
     pool: DbPool,
+    touches: WriteBehind<Touch>,
 }
 
 impl SessionStore {
+    /// Starts the writer of touches: call from within the runtime.
     pub fn new(pool: DbPool) -> Self {
-        Self { pool }
+        let writer_pool = pool.clone();
+        let touches = WriteBehind::spawn(TOUCH_QUEUE, move |group: Vec<Touch>| {
+            let pool = writer_pool.clone();
+            async move {
+                let count = group.len();
+                if let Err(err) = write_touches(&pool, group).await {
+                    tracing::warn!(
+                        error = %shared::error::ErrorChain(&err),
+                        sessions = count,
+                        "session records' last use not updated"
+                    );
+                }
+            }
+        });
+        Self { pool, touches }
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, AuthError>
@@ -68,25 +95,27 @@ impl SessionStore {
         .await
     }
 
-    /// A refresh: the session was used now and lives until `expires_at`.
-    pub async fn touch(&self, id: String, now: i64, expires_at: i64) -> Result<(), AuthError> {
-        self.run(move |conn| {
-            diesel::update(
-                sessions::table
-                    .find(id)
-                    .filter(sessions::ended_at.is_null()),
-            )
-            .set((
-                sessions::last_used_at.eq(now),
-                sessions::expires_at.eq(expires_at),
-            ))
-            .execute(conn)?;
-            Ok(())
-        })
-        .await
+    /// A refresh: the session was used now and lives until `expires_at`. Bookkeeping only
+    /// (the ledger decides what is accepted), so it is queued for the group writer and the
+    /// refresh does not wait for the database; readers here flush first.
+    pub async fn touch(&self, id: String, now: i64, expires_at: i64) {
+        let touch = Touch {
+            id,
+            now,
+            expires_at,
+        };
+        if self.touches.push(touch).await.is_err() {
+            tracing::warn!("session record not updated: the writer has stopped");
+        }
+    }
+
+    /// Every touch queued so far on this instance, written.
+    pub async fn flush(&self) {
+        self.touches.flush().await;
     }
 
     pub async fn get(&self, id: String) -> Result<Option<SessionRecord>, AuthError> {
+        self.flush().await;
         self.run(move |conn| {
             Ok(sessions::table
                 .find(id)
@@ -103,6 +132,7 @@ impl SessionStore {
         user_id: String,
         now: i64,
     ) -> Result<Vec<SessionRecord>, AuthError> {
+        self.flush().await;
         self.run(move |conn| {
             Ok(sessions::table
                 .filter(sessions::user_id.eq(user_id))
@@ -164,4 +194,32 @@ impl SessionStore {
         })
         .await
     }
+}
+
+/// One transaction for a group of touches; a session touched twice in it is written once, with
+/// its last touch.
+async fn write_touches(pool: &DbPool, group: Vec<Touch>) -> Result<(), AuthError> {
+    let mut latest: std::collections::HashMap<String, (i64, i64)> =
+        std::collections::HashMap::with_capacity(group.len());
+    for touch in group {
+        latest.insert(touch.id, (touch.now, touch.expires_at));
+    }
+    shared::db::run(pool, move |conn| {
+        conn.transaction(|conn| {
+            for (id, (now, expires_at)) in latest {
+                diesel::update(
+                    sessions::table
+                        .find(id)
+                        .filter(sessions::ended_at.is_null()),
+                )
+                .set((
+                    sessions::last_used_at.eq(now),
+                    sessions::expires_at.eq(expires_at),
+                ))
+                .execute(conn)?;
+            }
+            Ok(())
+        })
+    })
+    .await
 }
