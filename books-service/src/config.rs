@@ -30,6 +30,9 @@ pub struct Settings {
     /// Minimum time between two JWKS re-fetches triggered by unknown `kid`s.
     pub jwks_cooldown: Duration,
     pub workers: Option<usize>,
+    /// `VERIFIED_TOKEN_CACHE`: verified tokens remembered per worker (0: none), so a token
+    /// used again skips the signature check; time, type and revocations are checked each time.
+    pub verified_token_cache: usize,
 }
 
 impl Settings {
@@ -73,6 +76,7 @@ impl Settings {
             revocation_staleness: Duration::from_millis(staleness_ms),
             jwks_cooldown: Duration::from_secs(env.seconds("JWKS_REFETCH_COOLDOWN", 30, 1)?),
             workers: env.workers()?,
+            verified_token_cache: env.number("VERIFIED_TOKEN_CACHE", 1024, 0)? as usize,
         })
     }
 }

@@ -111,7 +111,10 @@ impl Application {
                 Arc::new(MemoryRevocations::new())
             }
         };
-        let verifier = Arc::new(TokenVerifier::new(&settings.verifier, KeySet::default()));
+        let verifier = Arc::new(
+            TokenVerifier::new(&settings.verifier, KeySet::default())
+                .with_verified_cache(settings.verified_token_cache),
+        );
         let keys = JwksCache::start(
             settings.jwks_url.clone(),
             verifier.clone(),

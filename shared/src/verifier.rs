@@ -1,6 +1,8 @@
 //! Token verification: the only code in the product that decides whether a JWT is good.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use jsonwebtoken::errors::ErrorKind;
@@ -61,6 +63,35 @@ impl KeySet {
 pub struct TokenVerifier {
     validation: Validation,
     keys: RwLock<Arc<KeySet>>,
+    /// Names this verifier and its key set in the per-thread cache of verified tokens: a
+    /// new key set (a key removed, say) makes every cached verification void.
+    generation: AtomicU64,
+    /// Entries of that cache per thread; 0: every token is verified every time.
+    cache_size: usize,
+    leeway: i64,
+}
+
+/// Tokens this thread has verified: the token's exact text and its claims, valid for the
+/// verifier and key set `generation`. Per thread (actix workers are threads), so no lock is
+/// taken on the request path. What is cached is a signature check only: time, type and
+/// revocations are checked again on every use.
+struct Verified {
+    generation: u64,
+    claims: HashMap<Box<str>, Claims>,
+}
+
+thread_local! {
+    static VERIFIED: RefCell<Verified> = RefCell::new(Verified {
+        generation: 0,
+        claims: HashMap::new(),
+    });
+}
+
+/// Gives each verifier (and each of its key sets) its own cache generation.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
 }
 
 impl TokenVerifier {
@@ -76,11 +107,25 @@ impl TokenVerifier {
         Self {
             validation,
             keys: RwLock::new(Arc::new(keys)),
+            generation: AtomicU64::new(next_generation()),
+            cache_size: 0,
+            leeway: i64::try_from(config.leeway).unwrap_or(i64::MAX),
         }
     }
 
+    /// Remembers up to `entries` verified tokens per thread, so a token used again skips the
+    /// RSA signature check (about 20 µs; a client uses its access token for many requests).
+    /// 0 turns it off.
+    pub fn with_verified_cache(mut self, entries: usize) -> Self {
+        self.cache_size = entries;
+        self
+    }
+
     pub fn replace_keys(&self, keys: KeySet) {
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        let mut held = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        *held = Arc::new(keys);
+        // Under the lock, so no verification against the old set is cached as the new one's.
+        self.generation.store(next_generation(), Ordering::Release);
     }
 
     pub fn keys(&self) -> Arc<KeySet> {
@@ -98,6 +143,45 @@ impl TokenVerifier {
     /// Signature, algorithm, issuer, audience, time window and token type, in that order of
     /// evidence: nothing from the payload is trusted before the signature checks out.
     pub fn verify(&self, token: &str, expected: TokenType) -> Result<Claims, TokenError> {
+        if self.cache_size == 0 {
+            return self.verify_signed(token, expected);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let cached = VERIFIED.with_borrow(|verified| {
+            (verified.generation == generation)
+                .then(|| verified.claims.get(token).cloned())
+                .flatten()
+        });
+        if let Some(claims) = cached {
+            return self.still_valid(claims, expected);
+        }
+        let claims = self.verify_signed(token, expected)?;
+        VERIFIED.with_borrow_mut(|verified| {
+            if verified.generation != generation || verified.claims.len() >= self.cache_size {
+                // A new key set, or full: start again (bounded memory, no bookkeeping per hit).
+                verified.claims.clear();
+                verified.generation = generation;
+            }
+            verified.claims.insert(token.into(), claims.clone());
+        });
+        Ok(claims)
+    }
+
+    /// A cached verification, checked again for what changes with time or use: `exp` and
+    /// `nbf` against the clock (with the leeway, as `jsonwebtoken` checks them) and the type.
+    fn still_valid(&self, claims: Claims, expected: TokenType) -> Result<Claims, TokenError> {
+        let now = crate::now_unix();
+        if claims.exp < now.saturating_sub(self.leeway) {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf > now.saturating_add(self.leeway) {
+            return Err(TokenError::Invalid("not yet valid"));
+        }
+        check_type(claims, expected)
+    }
+
+    /// The full check: signature, algorithm, issuer, audience, time window and type.
+    fn verify_signed(&self, token: &str, expected: TokenType) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid("token too large"));
         }
@@ -116,15 +200,18 @@ impl TokenVerifier {
         let key = keys.keys.get(&kid).ok_or(TokenError::UnknownKid)?;
         let data =
             jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(classify)?;
-        let claims = data.claims;
-        if claims.token_type != expected {
-            return Err(TokenError::WrongType(match expected {
-                TokenType::Access => "an access",
-                TokenType::Refresh => "a refresh",
-            }));
-        }
-        Ok(claims)
+        check_type(data.claims, expected)
     }
+}
+
+fn check_type(claims: Claims, expected: TokenType) -> Result<Claims, TokenError> {
+    if claims.token_type != expected {
+        return Err(TokenError::WrongType(match expected {
+            TokenType::Access => "an access",
+            TokenType::Refresh => "a refresh",
+        }));
+    }
+    Ok(claims)
 }
 
 fn classify(err: jsonwebtoken::errors::Error) -> TokenError {

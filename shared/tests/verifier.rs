@@ -12,7 +12,7 @@ use jsonwebtoken::jwk::AlgorithmParameters;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use shared::jwks::Jwks;
-use shared::{Claims, KeySet, TokenError, TokenVerifier, VerifierConfig};
+use shared::{Claims, KeySet, TokenError, TokenType, TokenVerifier, VerifierConfig};
 
 const TEST_KEY: &str = include_str!("fixtures/test_key.pem");
 const TEST_PUBLIC_KEY: &str = include_str!("fixtures/test_key.pub.pem");
@@ -109,11 +109,14 @@ fn encode_with(alg: Algorithm, kid: &str, key: &EncodingKey) -> String {
 /// `verify_access` fails with exactly `expected`, which the API reports as `code`.
 #[track_caller]
 fn assert_rejected(token: &str, expected: TokenError, code: &str) {
-    let err = verifier()
-        .verify_access(token)
-        .expect_err("the token must be rejected");
-    assert_eq!(err, expected);
-    assert_eq!(err.code().as_str(), code);
+    // The same with the cache of verified tokens books-service runs with.
+    for verifier in [verifier(), verifier().with_verified_cache(16)] {
+        let err = verifier
+            .verify_access(token)
+            .expect_err("the token must be rejected");
+        assert_eq!(err, expected);
+        assert_eq!(err.code().as_str(), code);
+    }
 }
 
 #[track_caller]
@@ -121,6 +124,16 @@ fn assert_accepted(token: &str) {
     if let Err(err) = verifier().verify_access(token) {
         panic!("the token must be accepted, got {err:?}");
     }
+    let cached = verifier().with_verified_cache(16);
+    let first = cached.verify(token, TokenType::Access).expect("accepted");
+    let again = cached
+        .verify(token, TokenType::Access)
+        .expect("accepted from the cache");
+    assert_eq!(
+        serde_json::to_value(first).unwrap(),
+        serde_json::to_value(again).unwrap(),
+        "the cache gives back the same claims"
+    );
 }
 
 #[test]
@@ -564,4 +577,119 @@ fn unknown_critical_header_is_rejected() {
         TokenError::Invalid("unsupported header"),
         "invalid_token",
     );
+}
+
+/// A verifier with a leeway of 0 and the per-thread cache of verified tokens.
+fn cached_verifier_without_leeway() -> TokenVerifier {
+    let config = VerifierConfig {
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        leeway: 0,
+    };
+    TokenVerifier::new(&config, KeySet::from_jwks(&jwks(TEST_JWKS))).with_verified_cache(16)
+}
+
+#[test]
+fn a_cached_token_is_refused_once_it_expires() {
+    let verifier = cached_verifier_without_leeway();
+    let now = shared::now_unix();
+    let token = access_token_with(|c| c["exp"] = (now + 1).into());
+    verifier.verify_access(&token).expect("valid for a second");
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(
+        verifier.verify_access(&token).unwrap_err(),
+        TokenError::Expired,
+        "the cache checks the time on every use"
+    );
+}
+
+#[test]
+fn a_cached_token_is_refused_before_its_not_before() {
+    let verifier = cached_verifier_without_leeway();
+    let now = shared::now_unix();
+    let token = access_token_with(|c| c["nbf"] = (now + 60).into());
+    // Not cached while not yet valid; and a cached one is checked again (same rule, hit path).
+    for _ in 0..2 {
+        assert_eq!(
+            verifier.verify_access(&token).unwrap_err(),
+            TokenError::Invalid("not yet valid")
+        );
+    }
+}
+
+#[test]
+fn a_cached_token_is_still_checked_for_its_type() {
+    let verifier = verifier().with_verified_cache(16);
+    let token = sign(&header(Some(KID)), &claims("access"));
+    verifier.verify_access(&token).expect("an access token");
+    assert_eq!(
+        verifier.verify_refresh(&token).unwrap_err(),
+        TokenError::WrongType("a refresh")
+    );
+    verifier
+        .verify_access(&token)
+        .expect("still an access token");
+}
+
+#[test]
+fn new_keys_void_every_cached_verification() {
+    let verifier = verifier().with_verified_cache(16);
+    let token = sign(&header(Some(KID)), &claims("access"));
+    verifier
+        .verify_access(&token)
+        .expect("signed by a trusted key");
+    // The issuer's key is withdrawn (compromised, say): its tokens must stop passing at once.
+    verifier.replace_keys(KeySet::from_jwks(&jwks(ATTACKER_JWKS)));
+    assert_eq!(
+        verifier.verify_access(&token).unwrap_err(),
+        TokenError::UnknownKid
+    );
+}
+
+#[test]
+fn only_the_exact_token_is_taken_from_the_cache() {
+    let verifier = verifier().with_verified_cache(16);
+    let token = sign(&header(Some(KID)), &claims("access"));
+    verifier.verify_access(&token).expect("valid");
+    // The same header and payload with another signature: a forgery, however close.
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let mut forged_signature = signature.to_owned().into_bytes();
+    forged_signature[10] = if forged_signature[10] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let forged = format!("{signed}.{}", String::from_utf8(forged_signature).unwrap());
+    assert_eq!(
+        verifier.verify_access(&forged).unwrap_err(),
+        TokenError::Invalid("bad signature")
+    );
+    // And a token signed by a key the verifier never trusted, with the trusted kid.
+    let attacker = sign_json(
+        &header(Some(KID)).to_string(),
+        &claims("access").to_string(),
+        ATTACKER_KEY,
+    );
+    assert_eq!(
+        verifier.verify_access(&attacker).unwrap_err(),
+        TokenError::Invalid("bad signature")
+    );
+}
+
+#[test]
+fn a_full_cache_starts_again_and_keeps_verifying() {
+    let verifier = verifier().with_verified_cache(2);
+    let tokens: Vec<String> = (0..5)
+        .map(|n| access_token_with(|c| c["jti"] = format!("jti-{n}").into()))
+        .collect();
+    for _ in 0..2 {
+        for token in &tokens {
+            let claims = verifier.verify(token, TokenType::Access).expect("valid");
+            assert_eq!(claims.jti, format!("jti-{}", token_index(&tokens, token)));
+        }
+    }
+}
+
+fn token_index(tokens: &[String], token: &str) -> usize {
+    tokens.iter().position(|t| t == token).unwrap()
 }

@@ -27,15 +27,25 @@ async fn bare_verify() -> Result<(), String> {
         .json()
         .await
         .map_err(|e| e.to_string())?;
-    let verifier = Arc::new(shared::TokenVerifier::new(
-        &shared::VerifierConfig {
-            issuer: std::env::var("JWT_ISSUER")
-                .unwrap_or_else(|_| shared::config::DEFAULT_PUBLIC_URL.into()),
-            audience: std::env::var("JWT_AUDIENCE").unwrap_or_else(|_| "authbooks-api".into()),
-            leeway: 30,
-        },
-        shared::KeySet::from_jwks(&jwks),
-    ));
+    let verifier = Arc::new(
+        shared::TokenVerifier::new(
+            &shared::VerifierConfig {
+                issuer: std::env::var("JWT_ISSUER")
+                    .unwrap_or_else(|_| shared::config::DEFAULT_PUBLIC_URL.into()),
+                audience: std::env::var("JWT_AUDIENCE").unwrap_or_else(|_| "authbooks-api".into()),
+                leeway: 30,
+            },
+            shared::KeySet::from_jwks(&jwks),
+        )
+        // Remembers verified tokens exactly as books-service does (`VERIFIED_TOKEN_CACHE`, same
+        // default), so the baseline stays "books-service's verification and nothing else".
+        .with_verified_cache(
+            std::env::var("VERIFIED_TOKEN_CACHE")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1024),
+        ),
+    );
     async fn verify(verifier: web::Data<shared::TokenVerifier>, req: HttpRequest) -> HttpResponse {
         let token = req
             .headers()
