@@ -7,7 +7,9 @@ accepts `postgres` without a password on 127.0.0.1:5432 and Redis on 127.0.0.1:6
 as the tests). Prints a table and writes JSON to $CARGO_TARGET_DIR/bench/results.json; the
 services' logs of the last run are in $CARGO_TARGET_DIR/bench/logs.
 Standard library only. With BENCH_PERF=1 each load phase is also recorded system-wide with
-`perf record` and summarised by process and symbol in $CARGO_TARGET_DIR/bench/perf-<phase>.txt.
+`perf record` and summarised by process and symbol in $CARGO_TARGET_DIR/bench/perf-<phase>.txt;
+with BENCH_PERF=sched, with `perf sched record` and summarised by how long each task waited for
+a core in $CARGO_TARGET_DIR/bench/sched-<phase>.txt.
 
 Peer phase (optional): BENCH_PEER_DIR names a directory holding the seeds' design as services,
 `flask_peer.py` (Flask-JWT-Extended: login, refresh, GET /books/<id>), its RS256 key pair
@@ -50,6 +52,7 @@ CORES = os.cpu_count() or 1
 # Concurrent refresh chains (one wrk thread and connection each).
 REFRESH_CHAINS = 16
 PERF = os.environ.get("BENCH_PERF") == "1"
+PERF_SCHED = os.environ.get("BENCH_PERF") == "sched"
 LOGS = TARGET / "bench" / "logs"
 PEER_DIR = os.environ.get("BENCH_PEER_DIR")
 BOOKS = 10000
@@ -123,9 +126,34 @@ class Service:
 
 
 @contextlib.contextmanager
+def scheduled(phase):
+    """BENCH_PERF=sched: every scheduler switch and wake-up on the machine while the block runs
+    (`perf sched record`), summarised per task by `perf sched latency` (how long runnable
+    threads waited for a core, worst first) into $CARGO_TARGET_DIR/bench/sched-<phase>.txt."""
+    out = TARGET / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / f"sched-{phase}.data"
+    recorder = subprocess.Popen(["perf", "sched", "record", "-o", str(data)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        yield
+    finally:
+        recorder.send_signal(2)
+        recorder.wait()
+        with open(out / f"sched-{phase}.txt", "w") as report:
+            subprocess.run(["perf", "sched", "latency", "-i", str(data), "--sort", "max"],
+                           stdout=report, stderr=subprocess.DEVNULL, check=False)
+
+
+@contextlib.contextmanager
 def profiled(phase):
     """Records every process on the machine while the block runs (BENCH_PERF=1), so a ratio can
     be explained by where the cores' time went: our code, PostgreSQL, Redis, wrk or the kernel."""
+    if PERF_SCHED:
+        with scheduled(phase):
+            yield
+        return
     if not PERF:
         yield
         return
@@ -309,7 +337,8 @@ def run(work, run_id, databases, services, ceilings):
     results["login_rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", login_alone).group(1))
     failed_logins = re.search(r"Non-2xx or 3xx responses: (\d+)", login_alone)
     results["login_non_2xx"] = int(failed_logins.group(1)) if failed_logins else 0
-    results["get_alone"] = wrk(books[0].port, SECONDS, 8, scripts["get"], {**get_env, "BENCH_PATH": "/books/"})
+    with profiled("get-alone"):
+        results["get_alone"] = wrk(books[0].port, SECONDS, 8, scripts["get"], {**get_env, "BENCH_PATH": "/books/"})
     flood = subprocess.Popen(
         ["wrk", "-t", "2", "-c", "8", "-d", f"{SECONDS + 2}s", "-s", str(scripts["login"]),
          login_url],
