@@ -9,6 +9,7 @@
 //! handed over before them, and shutdown flushes too.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -41,20 +42,42 @@ impl<T: Send + 'static> WriteBehind<T> {
         W: Fn(Vec<T>) -> F + Send + 'static,
         F: Future<Output = ()> + Send,
     {
+        Self::spawn_lingering(capacity, Duration::ZERO, write)
+    }
+
+    /// As [`Self::spawn`], but a group also waits up to `linger` after its first row for more
+    /// (unless a flush is asked for, or the group is full): for rows whose exact moment of
+    /// writing nobody waits on, so that one commit serves a second's worth of them.
+    pub fn spawn_lingering<W, F>(capacity: usize, linger: Duration, write: W) -> Self
+    where
+        W: Fn(Vec<T>) -> F + Send + 'static,
+        F: Future<Output = ()> + Send,
+    {
         let (queue, mut next) = mpsc::channel::<Message<T>>(capacity);
         tokio::spawn(async move {
             let mut group = Vec::new();
             let mut waiting = Vec::new();
             while let Some(first) = next.recv().await {
+                let until = tokio::time::Instant::now() + linger;
                 let mut message = Some(first);
                 while let Some(m) = message.take() {
                     match m {
                         Message::Row(row) => group.push(row),
                         Message::Flush(done) => waiting.push(done),
                     }
-                    if group.len() < MAX_GROUP {
-                        message = next.try_recv().ok();
+                    if group.len() >= MAX_GROUP {
+                        break;
                     }
+                    message = match next.try_recv() {
+                        Ok(m) => Some(m),
+                        Err(_) if waiting.is_empty() && !linger.is_zero() => {
+                            tokio::time::timeout_at(until, next.recv())
+                                .await
+                                .ok()
+                                .flatten()
+                        }
+                        Err(_) => None,
+                    };
                 }
                 if !group.is_empty() {
                     write(std::mem::take(&mut group)).await;
@@ -115,6 +138,30 @@ mod tests {
         let all: Vec<u32> = groups.iter().flatten().copied().collect();
         assert_eq!(all, (0..10).collect::<Vec<_>>(), "every row, in order");
         assert!(groups.len() < 10, "rows were grouped: {groups:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lingering_group_collects_rows_until_its_time_is_up_or_a_flush() {
+        let written: Arc<Mutex<Vec<Vec<u32>>>> = Arc::default();
+        let sink = written.clone();
+        let writer =
+            WriteBehind::spawn_lingering(16, Duration::from_millis(300), move |group: Vec<u32>| {
+                let sink = sink.clone();
+                async move { sink.lock().unwrap().push(group) }
+            });
+        for n in 0..3 {
+            writer.push(n).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(written.lock().unwrap().is_empty(), "still lingering");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(*written.lock().unwrap(), vec![vec![0, 1, 2]], "one group");
+        // A flush does not wait for the linger.
+        writer.push(3).await.unwrap();
+        let started = std::time::Instant::now();
+        writer.flush().await;
+        assert!(started.elapsed() < Duration::from_millis(250));
+        assert_eq!(written.lock().unwrap().last().unwrap(), &vec![3]);
     }
 
     #[tokio::test]

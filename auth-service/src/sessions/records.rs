@@ -50,6 +50,9 @@ struct Touch {
 
 /// Touches waiting to be written, at most; past that a refresh waits for the database.
 const TOUCH_QUEUE: usize = 8192;
+/// How long touches gather before they are written: "last used" to the second is plenty, and
+/// a session refreshed twice in that time is written once. Listing flushes first.
+const TOUCH_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct SessionStore {
@@ -61,19 +64,20 @@ impl SessionStore {
     /// Starts the writer of touches: call from within the runtime.
     pub fn new(pool: DbPool) -> Self {
         let writer_pool = pool.clone();
-        let touches = WriteBehind::spawn(TOUCH_QUEUE, move |group: Vec<Touch>| {
-            let pool = writer_pool.clone();
-            async move {
-                let count = group.len();
-                if let Err(err) = write_touches(&pool, group).await {
-                    tracing::warn!(
-                        error = %shared::error::ErrorChain(&err),
-                        sessions = count,
-                        "session records' last use not updated"
-                    );
+        let touches =
+            WriteBehind::spawn_lingering(TOUCH_QUEUE, TOUCH_LINGER, move |group: Vec<Touch>| {
+                let pool = writer_pool.clone();
+                async move {
+                    let count = group.len();
+                    if let Err(err) = write_touches(&pool, group).await {
+                        tracing::warn!(
+                            error = %shared::error::ErrorChain(&err),
+                            sessions = count,
+                            "session records' last use not updated"
+                        );
+                    }
                 }
-            }
-        });
+            });
         Self { pool, touches }
     }
 
