@@ -7,8 +7,11 @@ regression of a few percent in the request path fails here instead of hiding in 
 What is measured, per request, in the service's own process (every thread):
 
 - `GET /books/{id}`: books-service under callgrind (auth-service runs natively and only issues
-  the token and serves the JWKS): RS256 verification, the revocation replica, one PostgreSQL
-  row read, the HTTP work.
+  the token and serves the JWKS): one token for every request, as a client uses its access
+  token, so after the first request its signature check is remembered (`VERIFIED_TOKEN_CACHE`):
+  the time and type checks, the revocation replica, one PostgreSQL row read, the HTTP work.
+- `GET /books/{id}`, a new token each: the same with a token books-service has not seen, so
+  the RS256 verification is counted too (tokens minted by a refresh chain beforehand).
 - `POST /auth/refresh`: auth-service under callgrind, one rotation chain (each refresh token
   presented once): verification, the Redis rotation script, signing the new pair.
 - `POST /auth/login` without argon2: a successful login of the bootstrap admin, with callgrind
@@ -69,10 +72,11 @@ ADMIN, PASSWORD = "guardadmin", "guard-admin-password"
 FACTOR = 1.15
 BOOKS = 1000
 # Requests per measurement; logins are few because argon2 still runs (uncounted) under valgrind.
-COUNTS = {"get_book": 200, "refresh": 200, "login_without_argon2": 10}
+COUNTS = {"get_book": 200, "get_book_new_token": 200, "refresh": 200, "login_without_argon2": 10}
 WARM_UP = 20
 NAMES = {
     "get_book": "GET /books/{id}",
+    "get_book_new_token": "GET /books/{id}, a new token each",
     "refresh": "POST /auth/refresh",
     "login_without_argon2": "POST /auth/login (argon2 excluded)",
 }
@@ -229,13 +233,28 @@ def measure_all(work, run_id, databases, services):
     # The same ids in the same order every run.
     ids = psql(databases[1], "SELECT id FROM books ORDER BY id", capture=True).split()
     login = Client(auth_port)
-    token = login.call("POST", "/auth/login", {"username": ADMIN, "password": PASSWORD})["access_token"]
+    pair = login.call("POST", "/auth/login", {"username": ADMIN, "password": PASSWORD})
+    token = pair["access_token"]
+    # Tokens books-service has never seen, for the GET that must check a signature: a refresh
+    # chain mints one access token a step.
+    fresh_tokens, refresh_token = [], pair["refresh_token"]
+    for _ in range(WARM_UP + COUNTS["get_book_new_token"]):
+        pair = login.call("POST", "/auth/refresh", token=refresh_token)
+        fresh_tokens.append(pair["access_token"])
+        refresh_token = pair["refresh_token"]
     login.close()
     client = Client(books.port)
     for i in range(WARM_UP):
         client.call("GET", f"/books/{ids[i]}", token=token)
+    # One token for every request, as a client uses its access token: verified once, then
+    # remembered (VERIFIED_TOKEN_CACHE).
     results["get_book"] = measure(books, COUNTS["get_book"],
                                   lambda i: client.call("GET", f"/books/{ids[i % len(ids)]}", token=token))
+    for i in range(WARM_UP):
+        client.call("GET", f"/books/{ids[i]}", token=fresh_tokens[i])
+    results["get_book_new_token"] = measure(
+        books, COUNTS["get_book_new_token"],
+        lambda i: client.call("GET", f"/books/{ids[i % len(ids)]}", token=fresh_tokens[WARM_UP + i]))
     client.close()
     for service in (books, auth):
         service.stop()
