@@ -107,6 +107,7 @@ VARIABLES = {
         "JWKS_URL": "http://127.0.0.1:8081/.well-known/jwks.json",
         "JWKS_REFETCH_COOLDOWN": "30",
         "VERIFIED_TOKEN_CACHE": "1024",
+        "BOOK_CACHE_ENTRIES": "10000",
         "REVOCATION_STALENESS_MS": "5000",
         "BOOKS_ALLOW_NO_REVOCATIONS": "false",
         "REVOCATION_FEED_URL": None,

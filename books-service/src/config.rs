@@ -33,6 +33,9 @@ pub struct Settings {
     /// `VERIFIED_TOKEN_CACHE`: verified tokens remembered per worker (0: none), so a token
     /// used again skips the signature check; time, type and revocations are checked each time.
     pub verified_token_cache: usize,
+    /// `BOOK_CACHE_ENTRIES`: books remembered between reads (0: none), with Redis only; see
+    /// `cache`.
+    pub book_cache_entries: usize,
 }
 
 impl Settings {
@@ -77,6 +80,7 @@ impl Settings {
             jwks_cooldown: Duration::from_secs(env.seconds("JWKS_REFETCH_COOLDOWN", 30, 1)?),
             workers: env.workers()?,
             verified_token_cache: env.number("VERIFIED_TOKEN_CACHE", 1024, 0)? as usize,
+            book_cache_entries: env.number("BOOK_CACHE_ENTRIES", 10_000, 0)? as usize,
         })
     }
 }

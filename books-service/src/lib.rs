@@ -3,6 +3,7 @@
 //! to auth-service per request.
 
 pub mod access;
+pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod error;

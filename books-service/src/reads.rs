@@ -5,8 +5,8 @@
 //! read, on top of the PostgreSQL round trip. Here each actix worker thread keeps one
 //! tokio-postgres connection of its own, driven by that worker's own runtime, with the statement
 //! prepared once per connection; the reads that are in flight on a worker at the same time are
-//! pipelined on its connection. Nothing is cached: every read asks PostgreSQL, so a write that
-//! returned on any instance is seen by the next read on every other.
+//! pipelined on its connection. What is cached in front of it, and how writes keep that
+//! correct across instances, is `cache`'s business.
 //!
 //! Used only when the connection needs nothing libpq alone provides: a `DATABASE_URL` that
 //! tokio-postgres parses, names its user, and does not require TLS (`sslmode=require` stays on the

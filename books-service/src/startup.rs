@@ -11,6 +11,7 @@ use shared::jwks_cache::JwksCache;
 use shared::revocation::{MemoryRevocations, RevocationCheck, RevocationFeed, RevocationReplica};
 use shared::{AuthContext, KeySet, Metrics, TokenVerifier};
 
+use crate::cache::{BookCache, CacheSettings};
 use crate::config::Settings;
 use crate::reads::PgReads;
 use crate::routes;
@@ -38,6 +39,7 @@ pub struct Application {
     port: u16,
     server: Server,
     keys: Arc<JwksCache>,
+    cache: Option<BookCache>,
 }
 
 /// The async read path for `url`, checked with one connection (see `reads`).
@@ -81,7 +83,7 @@ impl Application {
                 match async_reads(url).await {
                     Ok(reads) => {
                         tracing::info!("single-book reads: one PostgreSQL connection per worker, no blocking pool");
-                        BookStore::with_reads(pool, reads)
+                        BookStore::new(pool).with_reads(reads)
                     }
                     Err(why) => {
                         tracing::info!(why = %why, "single-book reads go through the connection pool");
@@ -90,6 +92,19 @@ impl Application {
                 }
             }
             shared::db::DatabaseUrl::Sqlite(_) => BookStore::new(pool),
+        };
+        let metrics = web::Data::new(Metrics::new("books-service"));
+        // With Redis, instances can agree on what each may serve from memory (see `cache`).
+        let books = match (&settings.redis_url, revocations.is_some()) {
+            (Some(target), false) => books.with_cache(BookCache::start(
+                target.clone(),
+                &settings.redis_key_prefix,
+                &CacheSettings {
+                    entries: settings.book_cache_entries,
+                },
+                &metrics,
+            )),
+            _ => books,
         };
 
         let revocations: Arc<dyn RevocationCheck> = match (
@@ -126,7 +141,7 @@ impl Application {
             key_refresher: Some(keys.clone()),
             accept_cookies: true,
         });
-        let metrics = web::Data::new(Metrics::new("books-service"));
+        let cache = books.cache().cloned();
         let state = web::Data::new(AppState {
             books,
             revocations,
@@ -149,7 +164,12 @@ impl Application {
         )
         .map_err(StartupError::Bind)?;
         let (port, server) = (bound.port, bound.server);
-        Ok(Self { port, server, keys })
+        Ok(Self {
+            port,
+            server,
+            keys,
+            cache,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -159,6 +179,11 @@ impl Application {
     /// The key cache, so tests and benchmarks can observe fetches.
     pub fn keys(&self) -> Arc<JwksCache> {
         self.keys.clone()
+    }
+
+    /// The book cache, so tests can stall it (`BookCache::hold`) and see its lease.
+    pub fn book_cache(&self) -> Option<BookCache> {
+        self.cache.clone()
     }
 
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (up to 30 s) and returns.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use diesel::prelude::*;
 use shared::db::DbPool;
 
+use crate::cache::{BookCache, Lookup};
 use crate::domain::BookInput;
 use crate::error::BooksError;
 use crate::reads::PgReads;
@@ -82,19 +83,64 @@ pub struct BookStore {
     pool: DbPool,
     /// Single-book reads on PostgreSQL without the blocking pool, when the URL allows it.
     reads: Option<Arc<PgReads>>,
+    /// Books remembered across reads, and the notices every write sends (with Redis only).
+    cache: Option<BookCache>,
 }
 
 impl BookStore {
     pub fn new(pool: DbPool) -> Self {
-        Self { pool, reads: None }
+        Self {
+            pool,
+            reads: None,
+            cache: None,
+        }
     }
 
     /// `get` through `reads` instead of the pool.
-    pub fn with_reads(pool: DbPool, reads: PgReads) -> Self {
+    pub fn with_reads(self, reads: PgReads) -> Self {
         Self {
-            pool,
             reads: Some(Arc::new(reads)),
+            ..self
         }
+    }
+
+    /// Reads through `cache`, and every write coordinated with the other instances' caches.
+    pub fn with_cache(self, cache: BookCache) -> Self {
+        Self {
+            cache: Some(cache),
+            ..self
+        }
+    }
+
+    pub fn cache(&self) -> Option<&BookCache> {
+        self.cache.as_ref()
+    }
+
+    /// Runs `write` to book `id` between the cache's two notices (see `cache`): no instance
+    /// serves the book from its cache from before `write` starts until it is over.
+    async fn coordinated<T, F>(&self, id: &str, write: F) -> Result<T, BooksError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut shared::db::PooledDb) -> Result<T, BooksError> + Send + 'static,
+    {
+        let Some(cache) = &self.cache else {
+            return self.run(write).await;
+        };
+        let pending = Arc::new(cache.before_write(id).await?);
+        let in_time = pending.clone();
+        let result = self
+            .run(move |conn| {
+                if !in_time.may_start() {
+                    return Err(BooksError::unavailable(
+                        "the database",
+                        "the write could not start in time after the caches were told",
+                    ));
+                }
+                write(conn)
+            })
+            .await;
+        cache.after_write(&pending).await;
+        result
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, BooksError>
@@ -128,6 +174,22 @@ impl BookStore {
     }
 
     pub async fn get(&self, id: String) -> Result<BookRow, BooksError> {
+        let Some(cache) = &self.cache else {
+            return self.read(id).await;
+        };
+        match cache.lookup(&id) {
+            Lookup::Hit(row) => Ok(row),
+            Lookup::Miss(ticket) => {
+                let row = self.read(id).await?;
+                cache.fill(ticket, &row);
+                Ok(row)
+            }
+            Lookup::Bypass => self.read(id).await,
+        }
+    }
+
+    /// One book from the database.
+    async fn read(&self, id: String) -> Result<BookRow, BooksError> {
         if let Some(reads) = &self.reads {
             return reads.get(&id).await;
         }
@@ -175,7 +237,7 @@ impl BookStore {
         input: BookInput,
     ) -> Result<BookRow, BooksError> {
         let changes = BookChanges::from_input(input, now_millis());
-        self.run(move |conn| {
+        self.coordinated(&id.clone(), move |conn| {
             conn.transaction(|conn| {
                 let target = books::table.filter(books::id.eq(&id));
                 let updated = match expected_version {
@@ -203,7 +265,7 @@ impl BookStore {
         id: String,
         expected_version: Option<i64>,
     ) -> Result<(), BooksError> {
-        self.run(move |conn| {
+        self.coordinated(&id.clone(), move |conn| {
             conn.transaction(|conn| {
                 let target = books::table.filter(books::id.eq(&id));
                 let deleted = match expected_version {

@@ -33,6 +33,8 @@ pub struct Stack {
     pub redis: String,
     auth_vars: HashMap<String, String>,
     pub books_keys: Arc<shared::jwks_cache::JwksCache>,
+    /// books-service's book cache (PostgreSQL stacks), to stall it or see its lease.
+    pub books_cache: Option<books_service::cache::BookCache>,
     /// auth-service's `AUTH_KEYS_DIR`.
     pub keys_dir: std::path::PathBuf,
     /// auth-service's test hooks, to hold a request between two steps.
@@ -120,6 +122,7 @@ pub async fn spawn_stack_with(
     .expect("books-service starts");
     let books = format!("http://127.0.0.1:{}", books_app.port());
     let books_keys = books_app.keys();
+    let books_cache = books_app.book_cache();
     tokio::spawn(books_app.run_until_stopped());
 
     let stack = Stack {
@@ -132,6 +135,7 @@ pub async fn spawn_stack_with(
         redis: redis_for_stack,
         auth_vars: auth_vars_kept,
         books_keys,
+        books_cache,
         keys_dir: dir.path().join("keys"),
         auth_pauses,
         _databases: databases,
@@ -167,6 +171,14 @@ impl Stack {
     /// Another books-service instance on this stack's own books database (PostgreSQL), Redis and
     /// JWKS, with `workers` workers; returns its base URL once ready.
     pub async fn books_instance_on_same_database(&self, workers: usize) -> String {
+        self.books_instance_with_cache(workers).await.0
+    }
+
+    /// As `books_instance_on_same_database`, with the instance's book cache.
+    pub async fn books_instance_with_cache(
+        &self,
+        workers: usize,
+    ) -> (String, books_service::cache::BookCache) {
         let settings = books_service::Settings::from_vars(vars(vec![
             ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
             ("HTTP_WORKERS", workers.to_string()),
@@ -180,9 +192,10 @@ impl Stack {
             .await
             .expect("books-service starts");
         let url = format!("http://127.0.0.1:{}", app.port());
+        let cache = app.book_cache().expect("a cache with Redis");
         tokio::spawn(app.run_until_stopped());
         wait_until_ready(&self.client, &url).await;
-        url
+        (url, cache)
     }
 
     /// Another books-service instance, on embedded SQLite in `dir`, with auth-service's JWKS and
@@ -383,17 +396,24 @@ impl Stack {
         request.send().await.unwrap()
     }
 
+    /// The `/metrics` text of the service at `base`.
+    pub async fn metrics(&self, base: &str) -> String {
+        let response = self.client.get(format!("{base}/metrics")).send().await;
+        response.unwrap().text().await.unwrap()
+    }
+
+    /// Counter `name` (labels included) of the service at `base`; 0 before its first bump.
+    pub async fn counter(&self, base: &str, name: &str) -> u64 {
+        self.metrics(base)
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Total requests auth-service has answered, from its own metrics.
     pub async fn auth_request_count(&self) -> u64 {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.auth))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self.metrics(&self.auth).await;
         text.lines()
             .filter(|l| l.starts_with("http_requests_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())

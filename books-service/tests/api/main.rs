@@ -4,6 +4,7 @@ mod access;
 mod accounts;
 mod attacks;
 mod books;
+mod cache;
 mod feed;
 mod keys;
 mod openapi;
