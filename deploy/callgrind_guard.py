@@ -8,10 +8,13 @@ What is measured, per request, in the service's own process (every thread):
 
 - `GET /books/{id}`: books-service under callgrind (auth-service runs natively and only issues
   the token and serves the JWKS): one token for every request, as a client uses its access
-  token, so after the first request its signature check is remembered (`VERIFIED_TOKEN_CACHE`):
-  the time and type checks, the revocation replica, one PostgreSQL row read, the HTTP work.
-- `GET /books/{id}`, a new token each: the same with a token books-service has not seen, so
-  the RS256 verification is counted too (tokens minted by a refresh chain beforehand).
+  token, so after the first request its signature check is remembered (`VERIFIED_TOKEN_CACHE`),
+  and 20 books read before, so each is served from the book cache (`BOOK_CACHE_ENTRIES`): the
+  time and type checks, the revocation replica, the cache, the HTTP work.
+- `GET /books/{id}` from the database: the same for books never read before, so each read
+  misses the cache, reads its PostgreSQL row and fills the cache.
+- `GET /books/{id}`, a new token each: as the first, with a token books-service has not seen,
+  so the RS256 verification is counted too (tokens minted by a refresh chain beforehand).
 - `POST /auth/refresh`: auth-service under callgrind, one rotation chain (each refresh token
   presented once): verification, the Redis rotation script, signing the new pair.
 - `POST /auth/login` without argon2: a successful login of the bootstrap admin, with callgrind
@@ -72,10 +75,12 @@ ADMIN, PASSWORD = "guardadmin", "guard-admin-password"
 FACTOR = 1.15
 BOOKS = 1000
 # Requests per measurement; logins are few because argon2 still runs (uncounted) under valgrind.
-COUNTS = {"get_book": 200, "get_book_new_token": 200, "refresh": 200, "login_without_argon2": 10}
+COUNTS = {"get_book": 200, "get_book_from_database": 200, "get_book_new_token": 200, "refresh": 200,
+          "login_without_argon2": 10}
 WARM_UP = 20
 NAMES = {
     "get_book": "GET /books/{id}",
+    "get_book_from_database": "GET /books/{id}, each book read for the first time",
     "get_book_new_token": "GET /books/{id}, a new token each",
     "refresh": "POST /auth/refresh",
     "login_without_argon2": "POST /auth/login (argon2 excluded)",
@@ -247,14 +252,19 @@ def measure_all(work, run_id, databases, services):
     for i in range(WARM_UP):
         client.call("GET", f"/books/{ids[i]}", token=token)
     # One token for every request, as a client uses its access token: verified once, then
-    # remembered (VERIFIED_TOKEN_CACHE).
+    # remembered (VERIFIED_TOKEN_CACHE); the WARM_UP books read above, from the book cache.
     results["get_book"] = measure(books, COUNTS["get_book"],
-                                  lambda i: client.call("GET", f"/books/{ids[i % len(ids)]}", token=token))
+                                  lambda i: client.call("GET", f"/books/{ids[i % WARM_UP]}", token=token))
+    # Books never read before: each misses the book cache and is read from PostgreSQL.
+    unread = ids[100:100 + COUNTS["get_book_from_database"]]
+    results["get_book_from_database"] = measure(
+        books, COUNTS["get_book_from_database"],
+        lambda i: client.call("GET", f"/books/{unread[i]}", token=token))
     for i in range(WARM_UP):
         client.call("GET", f"/books/{ids[i]}", token=fresh_tokens[i])
     results["get_book_new_token"] = measure(
         books, COUNTS["get_book_new_token"],
-        lambda i: client.call("GET", f"/books/{ids[i % len(ids)]}", token=fresh_tokens[WARM_UP + i]))
+        lambda i: client.call("GET", f"/books/{ids[i % WARM_UP]}", token=fresh_tokens[WARM_UP + i]))
     client.close()
     for service in (books, auth):
         service.stop()
@@ -316,7 +326,7 @@ def main():
         means[key] = sum(values) / len(values)
         spread = (max(values) - min(values)) / max(min(values), 1) * 100
         limit = limits.get(key)
-        line = f"  {name:<36} {means[key]:>12,.0f}"
+        line = f"  {name:<52} {means[key]:>12,.0f}"
         if len(values) > 1:
             line += f"  (min {min(values):,.0f}, max {max(values):,.0f}, spread {spread:.2f} %)"
         if limit is not None and not args.write_limits:
