@@ -325,8 +325,11 @@ def run(work, run_id, databases, services, ceilings):
     with profiled("refresh"):
         results["refresh"] = wrk(auth_port, SECONDS, REFRESH_CHAINS, scripts["refresh"], chains,
                                  threads=REFRESH_CHAINS)
-    # Two signatures per refresh, on every core.
-    results["refresh_ceiling_rps"] = CORES * 1e6 / (2 * ceilings["raw_sign_us"])
+    # Two signatures per refresh, every core signing at once (measured so by the tokens bench;
+    # one core's rate times the cores where an older figures file lacks it).
+    all_cores = ceilings.get("raw_sign_all_cores_per_s") or CORES * 1e6 / ceilings["raw_sign_us"]
+    results["refresh_ceiling_rps"] = all_cores / 2
+    results["refresh_ceiling_cores_times_one"] = CORES * 1e6 / (2 * ceilings["raw_sign_us"])
 
     login_env = {"BENCH_LOGIN": json.dumps({"username": ADMIN, "password": PASSWORD})}
     login_url = f"http://127.0.0.1:{auth_port}/auth/login"
