@@ -133,7 +133,7 @@ pub async fn introspect(
     if state.auth.revocations.is_revoked(&claims).await? {
         return Ok(inactive);
     }
-    if claims.token_type == TokenType::Refresh && state.ledger.is_spent(&claims.jti).await? {
+    if claims.token_type == TokenType::Refresh && state.ledger.is_spent(&claims).await? {
         return Ok(inactive);
     }
     if let Some(client) = &claims.client_id {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use futures_util::future::{self, BoxFuture, FutureExt};
 use shared::revocation::{MemoryRevocations, StoreUnavailable};
-use shared::{now_unix, RevocationEntry, UserCutoff};
+use shared::{now_unix, Claims, RevocationEntry, UserCutoff};
 
 use crate::feed::MemoryFeed;
 
@@ -25,8 +25,9 @@ struct UserBook {
 #[derive(Default)]
 struct Book {
     users: HashMap<String, UserBook>,
-    /// Spent refresh tokens and when their markers may go.
-    spent: HashMap<String, i64>,
+    /// Each chain of refresh tokens (see [`super::chain_of`]): its newest token's `jti`, and
+    /// when that token has expired (the record may go then).
+    chains: HashMap<String, (String, i64)>,
     /// Grace answers: the remembered pair and until when it may be replayed.
     answers: HashMap<String, (Remembered, Instant)>,
     writes: u64,
@@ -37,10 +38,17 @@ impl Book {
         self.writes += 1;
         if self.writes.is_multiple_of(1024) {
             self.users.retain(|_, user| user.expires_at > now);
-            self.spent.retain(|_, exp| *exp > now);
+            self.chains.retain(|_, (_, until)| *until > now);
             let instant = Instant::now();
             self.answers.retain(|_, (_, until)| *until > instant);
         }
+    }
+
+    /// Whether `jti` is behind the newest token of `chain` (no record: nothing rotated yet).
+    fn is_spent(&self, chain: &str, jti: &str, now: i64) -> bool {
+        self.chains
+            .get(chain)
+            .is_some_and(|(newest, until)| *until > now && newest != jti)
     }
 
     fn user(&mut self, sub: &str, lifetimes: &Lifetimes, now: i64) -> &mut UserBook {
@@ -94,21 +102,22 @@ impl MemoryLedger {
         if self.revocations.contains_match(presented) {
             return Ok(Rotation::Revoked);
         }
-        let spent = book.spent.get(&presented.jti).is_some_and(|exp| *exp > now);
-        if !spent {
-            let marker_until = shared::entry_expiry(presented.exp, self.lifetimes.leeway);
-            book.spent.insert(presented.jti.clone(), marker_until);
+        let chain = super::chain_of(presented);
+        if !book.is_spent(&chain, &presented.jti, now) {
+            let replacement = &request.replacement.refresh;
+            let until = shared::entry_expiry(replacement.exp, self.lifetimes.leeway);
+            book.chains.insert(chain, (replacement.jti.clone(), until));
             if !self.lifetimes.grace.is_zero() {
                 let remembered = Remembered {
                     client: request.client.to_owned(),
-                    pair: request.pair.clone(),
+                    pair: request.replacement.body.clone(),
                 };
                 let until = Instant::now() + self.lifetimes.grace;
                 book.answers
                     .insert(presented.jti.clone(), (remembered, until));
             }
             let user = book.user(&presented.sub, &self.lifetimes, now);
-            user.issued_ms = user.issued_ms.max(request.issued_ms);
+            user.issued_ms = user.issued_ms.max(request.replacement.issued_ms());
             book.sweep_now_and_then(now);
             return Ok(Rotation::Fresh);
         }
@@ -191,9 +200,10 @@ impl SessionLedger for MemoryLedger {
         future::ready(Ok(current)).boxed()
     }
 
-    fn is_spent<'a>(&'a self, jti: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
-        let now = now_unix();
-        let spent = self.lock().spent.get(jti).is_some_and(|exp| *exp > now);
+    fn is_spent<'a>(&'a self, token: &'a Claims) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
+        let spent = self
+            .lock()
+            .is_spent(&super::chain_of(token), &token.jti, now_unix());
         future::ready(Ok(spent)).boxed()
     }
 

@@ -13,6 +13,13 @@
 //!   revocation (token, session, user cut-off), and recording the grace answer happen in one step
 //!   (one Lua script on Redis, one lock in memory): a refresh that raced a logout-all either sees
 //!   the cut-off or is covered by it.
+//! - **One record per session, not per spent token.** A session's refresh tokens form a chain
+//!   (login, then each rotation); the ledger keeps only the chain's newest `jti`, overwritten by
+//!   each rotation and kept until that newest token has expired. A presented token is current
+//!   when it is that `jti` — or when the session has no record yet, which only its login's token
+//!   can meet, since the first rotation writes the record and it outlives every token of the
+//!   session. Any other token of the session is spent. So the ledger's memory grows with live
+//!   sessions, not with refreshes (docs/capacity.md).
 //! - **A login re-reads after its generation.** Each cut-off bumps the user's generation; a login
 //!   reads the generation, then the user's roles, and records its issue only if the generation is
 //!   unchanged — otherwise it reads again, so no pair carries roles from before a demotion.
@@ -25,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use shared::revocation::{Published, StoreUnavailable};
 use shared::{entry_expiry, Claims, Revocation, RevocationEntry};
 
-use crate::tokens::TokenPair;
+use crate::tokens::{IssuedPair, TokenPair};
 
 pub use self::memory::MemoryLedger;
 pub use self::redis::RedisLedger;
@@ -49,10 +56,19 @@ pub struct RotationRequest<'a> {
     pub presented: &'a Claims,
     /// Who is asking (see [`client_fingerprint`]); a grace replay is only for the same client.
     pub client: &'a str,
-    /// The pair that replaces it, remembered for a replay during the grace period.
-    pub pair: &'a TokenPair,
-    /// When the replacement pair was issued (ms), for the user's high-water mark.
-    pub issued_ms: i64,
+    /// The pair that replaces it: its refresh token becomes the session's current one, its
+    /// issue time goes into the user's high-water mark, and its body is remembered for a replay
+    /// during the grace period.
+    pub replacement: &'a IssuedPair,
+}
+
+/// Which chain of refresh tokens a token belongs to: its session, or for a token minted
+/// without one (none are today; kept for tokens of older releases) a chain of its own.
+pub fn chain_of(token: &Claims) -> String {
+    match &token.sid {
+        Some(sid) => format!("session:{sid}"),
+        None => format!("token:{}", token.jti),
+    }
 }
 
 /// How many Redis replicas must confirm a write that ends sessions or tokens before it is
@@ -183,8 +199,9 @@ pub trait SessionLedger: Send + Sync + 'static {
         issued_ms: i64,
     ) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
 
-    /// Whether refresh token `jti` was already rotated (so presenting it again is reuse).
-    fn is_spent<'a>(&'a self, jti: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
+    /// Whether refresh token `token` was already rotated (so presenting it again is reuse):
+    /// its session's chain has moved past it.
+    fn is_spent<'a>(&'a self, token: &'a Claims) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
 
     /// Spends a refresh token and decides what the caller gets, in one atomic step.
     fn rotate<'a>(

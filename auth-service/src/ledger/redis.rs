@@ -12,7 +12,7 @@
 use futures_util::future::{BoxFuture, FutureExt};
 use redis::{FromRedisValue, Script, ScriptInvocation};
 use shared::revocation::{RedisConnection, RevocationKeys, StoreUnavailable};
-use shared::{RedisTarget, RevocationEntry};
+use shared::{Claims, RedisTarget, RevocationEntry};
 use std::collections::HashMap;
 
 use super::{Lifetimes, Remembered, ReplicaWait, Rotation, RotationRequest, SessionLedger};
@@ -99,10 +99,15 @@ return 1
 "#;
 
 /// Checks, spends and remembers a refresh token in one step.
-/// KEYS: spent marker, grace answer, token entry, session entry, user entry, user ledger, feed.
-/// ARGV: jti, its issued_ms, marker expires_at, client, remembered answer, grace ms,
+/// KEYS: the session's chain record, grace answer, token entry, session entry, user entry, user
+/// ledger, feed, the token's spent marker of releases before the chain record.
+/// ARGV: jti, its issued_ms, the chain record's expires_at, client, remembered answer, grace ms,
 /// new issued_ms, session entry JSON, session entry expires_at, channel, ledger TTL, the
-/// session entry as published, the feed's trim id.
+/// session entry as published, the feed's trim id, the replacement refresh token's jti.
+///
+/// The token is current when the chain record names it, or when there is no record and no
+/// marker (a session's first rotation: see the module `ledger`). The marker check reads what
+/// earlier releases wrote, so a token they spent stays spent after an upgrade.
 const ROTATE: &str = r#"
 if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then
   return {'revoked'}
@@ -117,7 +122,9 @@ if cut then
   if type(except) ~= 'string' then except = ''; strict = before end
   if issued <= strict or (issued <= before and except ~= ARGV[1]) then return {'revoked'} end
 end
-if redis.call('SET', KEYS[1], '1', 'NX', 'EXAT', ARGV[3]) then
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] or (not current and redis.call('EXISTS', KEYS[8]) == 0) then
+  redis.call('SET', KEYS[1], ARGV[14], 'EXAT', ARGV[3])
   if tonumber(ARGV[6]) > 0 then
     redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6])
   end
@@ -317,30 +324,33 @@ impl RedisLedger {
             None => (String::new(), 0, String::new()),
         };
         let sid = presented.sid.as_deref().unwrap_or_default();
-        let answer = Remembered::encode(request.client, request.pair)?;
+        let replacement = &request.replacement.refresh;
+        let answer = Remembered::encode(request.client, &request.replacement.body)?;
         let mut connection = self.rotation_connection().await?;
         let reply: Vec<String> = self
             .rotate
-            .key(self.keys.spent(&presented.jti))
+            .key(self.keys.chain(&super::chain_of(presented)))
             .key(self.keys.rotation(&presented.jti))
             .key(self.keys.token(&presented.jti))
             .key(self.keys.session(sid))
             .key(self.keys.user(&presented.sub))
             .key(self.keys.user_ledger(&presented.sub))
             .key(&self.feed)
+            .key(self.keys.spent(&presented.jti))
             .arg(&presented.jti)
             .arg(presented.issued_at_ms())
-            .arg(shared::entry_expiry(presented.exp, self.lifetimes.leeway))
+            .arg(shared::entry_expiry(replacement.exp, self.lifetimes.leeway))
             .arg(request.client)
             .arg(answer)
             .arg(self.lifetimes.grace.as_millis() as u64)
-            .arg(request.issued_ms)
+            .arg(request.replacement.issued_ms())
             .arg(&session_json)
             .arg(session_expires)
             .arg(self.keys.channel())
             .arg(self.lifetimes.ledger_ttl_secs())
             .arg(session_published)
             .arg(self.feed_trim_id())
+            .arg(&replacement.jti)
             .invoke_async(&mut connection)
             .await?;
         match reply.first().map(String::as_str) {
@@ -493,14 +503,20 @@ impl SessionLedger for RedisLedger {
         .boxed()
     }
 
-    fn is_spent<'a>(&'a self, jti: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
+    fn is_spent<'a>(&'a self, token: &'a Claims) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
         async move {
             let mut connection = self.connection.clone();
-            let spent: bool = redis::cmd("EXISTS")
-                .arg(self.keys.spent(jti))
+            let (current, marked): (Option<String>, bool) = redis::pipe()
+                .cmd("GET")
+                .arg(self.keys.chain(&super::chain_of(token)))
+                .cmd("EXISTS")
+                .arg(self.keys.spent(&token.jti))
                 .query_async(&mut connection)
                 .await?;
-            Ok(spent)
+            Ok(match current {
+                Some(current) => current != token.jti,
+                None => marked,
+            })
         }
         .boxed()
     }

@@ -49,8 +49,7 @@ pub async fn refresh(
         .rotate(RotationRequest {
             presented,
             client,
-            pair: &pair.body,
-            issued_ms: pair.issued_ms(),
+            replacement: &pair,
         })
         .await?;
     state.pauses.pass(points::REFRESH_AFTER_ROTATE).await;

@@ -24,7 +24,84 @@ both_backends!(
     a_grace_replay_from_another_client_is_reuse,
     a_revoked_token_is_refused_through_its_last_second,
     a_logout_body_over_64_kib_is_a_json_413,
+    a_session_keeps_one_rotation_record_however_often_it_refreshes,
 );
+
+/// The ledger keeps one record per session (its newest refresh token), not a marker per spent
+/// token: twelve rotations leave one record in Redis, living as long as the newest token, and
+/// every older token of the chain — not only the one just rotated — is reuse.
+async fn a_session_keeps_one_rotation_record_however_often_it_refreshes(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_REFRESH_GRACE", "0")]).await;
+    let mut chain = vec![app.signed_up("rotor").await];
+    for _ in 0..12 {
+        let next = app.refresh(&chain.last().unwrap().refresh).await;
+        assert_eq!(next.status(), StatusCode::OK);
+        chain.push(tokens(next).await);
+    }
+    if backend == Backend::Postgres {
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = conn.keys(format!("{}*", app.redis_prefix)).await.unwrap();
+        let chains: Vec<&String> = keys.iter().filter(|k| k.contains(":chain:")).collect();
+        assert_eq!(chains.len(), 1, "one record for the session: {keys:?}");
+        assert!(
+            !keys.iter().any(|k| k.contains(":spent:")),
+            "no marker per spent token: {keys:?}"
+        );
+        let newest = payload(&chain.last().unwrap().refresh);
+        let stored: String = conn.get(chains[0]).await.unwrap();
+        assert_eq!(
+            stored,
+            newest["jti"].as_str().unwrap(),
+            "names the newest token"
+        );
+        let ttl: i64 = conn.ttl(chains[0]).await.unwrap();
+        let remaining = newest["exp"].as_i64().unwrap() - shared::now_unix() + app.leeway as i64;
+        assert!(
+            (remaining - 5..=remaining + 1).contains(&ttl),
+            "lives as long as the newest token: ttl {ttl}, token {remaining}"
+        );
+    }
+    // A token from the middle of the chain, long superseded, ends the session.
+    assert_error(
+        app.refresh(&chain[4].refresh).await,
+        StatusCode::UNAUTHORIZED,
+        "refresh_token_reused",
+    )
+    .await;
+    assert_error(
+        app.refresh(&chain.last().unwrap().refresh).await,
+        StatusCode::UNAUTHORIZED,
+        "token_revoked",
+    )
+    .await;
+}
+
+/// Releases before the chain record wrote a marker per spent token; after an upgrade a token
+/// such a release spent must stay spent (the script reads the old marker when a session has no
+/// record yet). The marker is written here as that release wrote it.
+#[tokio::test]
+async fn a_token_spent_before_the_upgrade_stays_spent() {
+    let app = spawn_app_with(Backend::Postgres, &[("AUTH_REFRESH_GRACE", "0")]).await;
+    let first = app.signed_up("legacy").await;
+    let jti = payload(&first.refresh)["jti"].as_str().unwrap().to_owned();
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = conn
+        .set_ex(format!("{}spent:{jti}", app.redis_prefix), "1", 3600)
+        .await
+        .unwrap();
+
+    assert_error(
+        app.refresh(&first.refresh).await,
+        StatusCode::UNAUTHORIZED,
+        "refresh_token_reused",
+    )
+    .await;
+    // And a session with neither record nor marker rotates as before.
+    let other = app.signed_up("current").await;
+    assert_eq!(app.refresh(&other.refresh).await.status(), StatusCode::OK);
+}
 
 /// The optional logout body is read raw; over 64 KiB it gets the contract's JSON 413 like every
 /// other body (it used to take up to 256 KiB and answer larger ones in plain text).

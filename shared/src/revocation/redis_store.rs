@@ -49,8 +49,15 @@ impl RevocationKeys {
         format!("{}rotated:{jti}", self.prefix)
     }
 
+    /// A refresh token's spent marker, as releases before the chain record wrote one per
+    /// rotation; now only read, so tokens spent before an upgrade stay spent.
     pub fn spent(&self, jti: &str) -> String {
         format!("{}spent:{jti}", self.prefix)
+    }
+
+    /// A chain of refresh tokens (a session's): the `jti` of its newest token.
+    pub fn chain(&self, chain: &str) -> String {
+        format!("{}chain:{chain}", self.prefix)
     }
 
     /// auth-service's per-user bookkeeping: the cut-off generation and the latest issue time.
