@@ -9,9 +9,11 @@
 //! handed over before them, and shutdown flushes too.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// The most rows one group commits: bounds a transaction's size and its memory.
 const MAX_GROUP: usize = 512;
@@ -24,13 +26,29 @@ enum Message<T> {
 
 pub struct WriteBehind<T> {
     queue: mpsc::Sender<Message<T>>,
+    /// Wakes a lingering writer before its time is up: a flush, or a full group waiting.
+    hurry: Arc<Notify>,
+    /// Rows handed over and not yet written (queued, or in the group being gathered).
+    unwritten: Arc<AtomicUsize>,
+    lingers: bool,
 }
 
 impl<T> Clone for WriteBehind<T> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
+            hurry: self.hurry.clone(),
+            unwritten: self.unwritten.clone(),
+            lingers: self.lingers,
         }
+    }
+}
+
+/// Adds a message to the group being gathered: a row to write, or a flush to answer after it.
+fn take<T>(message: Message<T>, group: &mut Vec<T>, waiting: &mut Vec<oneshot::Sender<()>>) {
+    match message {
+        Message::Row(row) => group.push(row),
+        Message::Flush(done) => waiting.push(done),
     }
 }
 
@@ -54,58 +72,75 @@ impl<T: Send + 'static> WriteBehind<T> {
         F: Future<Output = ()> + Send,
     {
         let (queue, mut next) = mpsc::channel::<Message<T>>(capacity);
+        let hurry = Arc::new(Notify::new());
+        let hurried = hurry.clone();
+        let unwritten = Arc::new(AtomicUsize::new(0));
+        let written = unwritten.clone();
         tokio::spawn(async move {
             let mut group = Vec::new();
             let mut waiting = Vec::new();
             while let Some(first) = next.recv().await {
                 let until = tokio::time::Instant::now() + linger;
-                let mut message = Some(first);
-                while let Some(m) = message.take() {
-                    match m {
-                        Message::Row(row) => group.push(row),
-                        Message::Flush(done) => waiting.push(done),
+                take(first, &mut group, &mut waiting);
+                loop {
+                    while group.len() < MAX_GROUP {
+                        match next.try_recv() {
+                            Ok(message) => take(message, &mut group, &mut waiting),
+                            Err(_) => break,
+                        }
                     }
-                    if group.len() >= MAX_GROUP {
+                    let hurried_or_full = !waiting.is_empty() || group.len() >= MAX_GROUP;
+                    if hurried_or_full || tokio::time::Instant::now() >= until {
                         break;
                     }
-                    message = match next.try_recv() {
-                        Ok(m) => Some(m),
-                        Err(_) if waiting.is_empty() && !linger.is_zero() => {
-                            tokio::time::timeout_at(until, next.recv())
-                                .await
-                                .ok()
-                                .flatten()
-                        }
-                        Err(_) => None,
-                    };
+                    // Sleeps rather than waiting on the queue: a waiting receiver is woken by
+                    // every row, one cross-thread wake-up per request (a refresh's touch).
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until) => {}
+                        _ = hurried.notified() => {}
+                    }
                 }
                 if !group.is_empty() {
+                    let rows = group.len();
                     write(std::mem::take(&mut group)).await;
+                    written.fetch_sub(rows, Ordering::Relaxed);
                 }
                 for done in waiting.drain(..) {
                     let _ = done.send(());
                 }
             }
         });
-        WriteBehind { queue }
+        WriteBehind {
+            queue,
+            hurry,
+            unwritten,
+            lingers: !linger.is_zero(),
+        }
     }
 
     /// Queues `row`. Waits only when the queue is full (the database is slower than the
     /// requests): backpressure rather than unbounded memory. `Err(row)` if the writer is gone.
     pub async fn push(&self, row: T) -> Result<(), T> {
+        // Counted before it is queued, so the writer never subtracts a row not yet counted.
+        let unwritten = self.unwritten.fetch_add(1, Ordering::Relaxed) + 1;
         self.queue
             .send(Message::Row(row))
             .await
             .map_err(|e| match e.0 {
                 Message::Row(row) => row,
                 Message::Flush(_) => unreachable!("a row was sent"),
-            })
+            })?;
+        if self.lingers && unwritten >= MAX_GROUP {
+            self.hurry.notify_one();
+        }
+        Ok(())
     }
 
     /// Returns once every row queued before this call has been written (or failed to be).
     pub async fn flush(&self) {
         let (done, written) = oneshot::channel();
         if self.queue.send(Message::Flush(done)).await.is_ok() {
+            self.hurry.notify_one();
             let _ = written.await;
         }
     }
@@ -162,6 +197,39 @@ mod tests {
         writer.flush().await;
         assert!(started.elapsed() < Duration::from_millis(250));
         assert_eq!(written.lock().unwrap().last().unwrap(), &vec![3]);
+    }
+
+    /// The lingering writer sleeps instead of waking for every row, so a backlog has to wake
+    /// it: full groups are written at once, not a linger later (nor does the queue fill up and
+    /// make requests wait).
+    #[tokio::test]
+    async fn a_lingering_writer_writes_full_groups_without_waiting_out_the_linger() {
+        let written: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let sink = written.clone();
+        let writer = WriteBehind::spawn_lingering(
+            4 * MAX_GROUP,
+            Duration::from_secs(60),
+            move |group: Vec<usize>| {
+                let sink = sink.clone();
+                async move { sink.lock().unwrap().push(group.len()) }
+            },
+        );
+        for n in 0..2 * MAX_GROUP + 1 {
+            writer.push(n).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while written.lock().unwrap().len() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "full groups waited: {:?}",
+                written.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(*written.lock().unwrap(), vec![MAX_GROUP, MAX_GROUP]);
+        // The last row lingers until a flush.
+        writer.flush().await;
+        assert_eq!(*written.lock().unwrap(), vec![MAX_GROUP, MAX_GROUP, 1]);
     }
 
     #[tokio::test]
