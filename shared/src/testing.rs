@@ -9,6 +9,17 @@ pub fn pg_base_url() -> String {
     std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
+/// The URL of database `name` on the test server, with `TEST_PG_OPTIONS` (default
+/// `?sslmode=disable`: plain TCP, as in docker-compose.yml). Without it libpq negotiates TLS
+/// with a server that offers it (Debian's does). A test binary whose tests had all passed once
+/// aborted at exit with "double free or corruption" (one CI run in four); the likely cause is
+/// OpenSSL's exit-time cleanup running while pooled connections in other threads still use it,
+/// and plain TCP keeps OpenSSL out of the tests' database connections.
+pub fn pg_url(name: &str) -> String {
+    let options = std::env::var("TEST_PG_OPTIONS").unwrap_or_else(|_| "?sslmode=disable".into());
+    format!("{}/{name}{options}", pg_base_url())
+}
+
 /// `TEST_REDIS_URL`, default the local Redis.
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -23,19 +34,19 @@ pub struct TestDatabase {
 impl TestDatabase {
     pub fn create() -> Self {
         let name = format!("authbooks_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::establish(&format!("{}/postgres", pg_base_url()))
+        let mut admin = PgConnection::establish(&pg_url("postgres"))
             .expect("PostgreSQL must be running for the tests (see README)");
         diesel::sql_query(format!("CREATE DATABASE {name}"))
             .execute(&mut admin)
             .expect("create test database");
-        let url = format!("{}/{name}", pg_base_url());
+        let url = pg_url(&name);
         Self { name, url }
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", pg_base_url())) {
+        if let Ok(mut admin) = PgConnection::establish(&pg_url("postgres")) {
             let _ = diesel::sql_query(format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name

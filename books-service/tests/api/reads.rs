@@ -85,10 +85,10 @@ async fn a_dropped_read_connection_costs_at_most_the_read_in_flight() {
         .books_database_url
         .rsplit('/')
         .next()
+        .and_then(|name| name.split('?').next())
         .unwrap()
         .to_owned();
-    let mut admin =
-        PgConnection::establish(&format!("{}/postgres", shared::testing::pg_base_url())).unwrap();
+    let mut admin = PgConnection::establish(&shared::testing::pg_url("postgres")).unwrap();
     diesel::sql_query(format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = '{database}' AND pid <> pg_backend_pid()"
