@@ -156,6 +156,16 @@ impl AuthError {
     }
 }
 
+impl From<shared::pg_async::StatementError> for AuthError {
+    fn from(err: shared::pg_async::StatementError) -> Self {
+        if err.lost() {
+            AuthError::unavailable("the database", err)
+        } else {
+            AuthError::unexpected("a database statement", err)
+        }
+    }
+}
+
 impl From<diesel::result::Error> for AuthError {
     fn from(err: diesel::result::Error) -> Self {
         if shared::db::is_connection_lost(&err) {

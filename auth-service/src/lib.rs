@@ -10,6 +10,7 @@ pub mod feed;
 pub mod keys;
 pub mod ledger;
 pub mod login;
+pub mod login_statements;
 pub mod maintenance;
 pub mod mfa;
 pub mod oauth;

@@ -17,6 +17,7 @@ use crate::error::AuthError;
 use crate::feed::{FeedLog, MemoryFeed, RedisFeed};
 use crate::keys::{KeyPolicy, KeyStore};
 use crate::ledger::{Lifetimes, MemoryLedger, RedisLedger, SessionLedger};
+use crate::login_statements::LoginStatements;
 use crate::mfa::Sealer;
 use crate::password_policy::PasswordPolicy;
 use crate::pause::PausePoints;
@@ -113,8 +114,25 @@ impl Application {
             store: ClientStore::new(pool.clone()),
             secrets,
         };
-        let users = UserStore::new(pool.clone());
-        let sessions = SessionStore::new(pool.clone());
+        let (mut users, mut sessions) = (
+            UserStore::new(pool.clone()),
+            SessionStore::new(pool.clone()),
+        );
+        if let shared::db::DatabaseUrl::Postgres(url) = &settings.database_url {
+            match LoginStatements::connect(url).await {
+                Ok(login) => {
+                    tracing::info!(
+                        "login statements: one PostgreSQL connection per worker, no blocking pool"
+                    );
+                    let login = Arc::new(login);
+                    users = users.with_login_statements(login.clone());
+                    sessions = sessions.with_login_statements(login);
+                }
+                Err(why) => {
+                    tracing::info!(why = %why, "login statements go through the connection pool")
+                }
+            }
+        }
         let factors = FactorStore::new(pool.clone());
         let audit_store = AuditStore::new(pool);
         crate::password::warm_up();

@@ -1,10 +1,13 @@
 //! The users table. Synchronous diesel: every call runs on the blocking pool via [`UserStore`].
 
+use std::sync::Arc;
+
 use diesel::prelude::*;
 use shared::db::{violates_unique, DbPool};
 use shared::Role;
 
 use crate::error::AuthError;
+use crate::login_statements::LoginStatements;
 use crate::schema::users;
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
@@ -83,11 +86,20 @@ fn now_millis() -> i64 {
 #[derive(Clone)]
 pub struct UserStore {
     pool: DbPool,
+    /// The reads by name and id without the blocking pool, where PostgreSQL allows.
+    login: Option<Arc<LoginStatements>>,
 }
 
 impl UserStore {
     pub fn new(pool: DbPool) -> Self {
-        Self { pool }
+        Self { pool, login: None }
+    }
+
+    pub fn with_login_statements(self, login: Arc<LoginStatements>) -> Self {
+        Self {
+            login: Some(login),
+            ..self
+        }
     }
 
     pub fn pool(&self) -> &DbPool {
@@ -139,6 +151,9 @@ impl UserStore {
     }
 
     pub async fn by_username(&self, username: String) -> Result<Option<User>, AuthError> {
+        if let Some(login) = &self.login {
+            return login.user_by_username(&username).await;
+        }
         self.run(move |conn| {
             Ok(users::table
                 .filter(users::username.eq(username))
@@ -151,6 +166,9 @@ impl UserStore {
     }
 
     pub async fn by_id(&self, id: String) -> Result<Option<User>, AuthError> {
+        if let Some(login) = &self.login {
+            return login.user_by_id(&id).await;
+        }
         self.run(move |conn| {
             Ok(users::table
                 .find(id)

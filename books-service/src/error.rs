@@ -69,6 +69,16 @@ impl BooksError {
     }
 }
 
+impl From<shared::pg_async::StatementError> for BooksError {
+    fn from(err: shared::pg_async::StatementError) -> Self {
+        if err.lost() {
+            BooksError::unavailable("the database", err)
+        } else {
+            BooksError::unexpected("a database statement", err)
+        }
+    }
+}
+
 impl From<diesel::result::Error> for BooksError {
     fn from(err: diesel::result::Error) -> Self {
         if shared::db::violates_unique(&err, "books_isbn_key", "books.isbn") {

@@ -26,6 +26,8 @@
 //! - `redis` or `server`: `redis_target`, the parser of `REDIS_URL` (`redis://` or
 //!   `redis+sentinel://`).
 //! - `db`: the diesel pool over PostgreSQL and embedded SQLite (`db`). Pulls in diesel and SQLite.
+//! - `pg-async`: `db`, plus `pg_async`, a service's hot statements on one tokio-postgres
+//!   connection per worker thread, without the blocking pool. Pulls in tokio-postgres.
 //! - `openapi`: `actix`, plus helpers for the services' OpenAPI documents (`openapi`). Pulls in
 //!   utoipa.
 //! - `testing`: `db`, plus helpers for the services' integration tests (`testing`). Pulls in
@@ -52,6 +54,8 @@ pub mod jwks_cache;
 pub mod metrics;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+#[cfg(feature = "pg-async")]
+pub mod pg_async;
 #[cfg(any(feature = "redis", feature = "server"))]
 pub mod redis_target;
 #[cfg(feature = "verify")]

@@ -2,10 +2,13 @@
 //! administrators. The revocation store decides whether a token is accepted; these rows say
 //! what exists, and are marked ended whenever the store ends a session.
 
+use std::sync::Arc;
+
 use diesel::prelude::*;
 use shared::db::DbPool;
 
 use crate::error::AuthError;
+use crate::login_statements::LoginStatements;
 use crate::origin::RequestOrigin;
 use crate::schema::sessions;
 use crate::write_behind::WriteBehind;
@@ -58,6 +61,8 @@ const TOUCH_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 pub struct SessionStore {
     pool: DbPool,
     touches: WriteBehind<Touch>,
+    /// The insert without the blocking pool, where PostgreSQL allows.
+    login: Option<Arc<LoginStatements>>,
 }
 
 impl SessionStore {
@@ -78,7 +83,18 @@ impl SessionStore {
                     }
                 }
             });
-        Self { pool, touches }
+        Self {
+            pool,
+            touches,
+            login: None,
+        }
+    }
+
+    pub fn with_login_statements(self, login: Arc<LoginStatements>) -> Self {
+        Self {
+            login: Some(login),
+            ..self
+        }
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, AuthError>
@@ -90,6 +106,9 @@ impl SessionStore {
     }
 
     pub async fn insert(&self, record: SessionRecord) -> Result<(), AuthError> {
+        if let Some(login) = &self.login {
+            return login.insert_session(&record).await;
+        }
         self.run(move |conn| {
             diesel::insert_into(sessions::table)
                 .values(&record)

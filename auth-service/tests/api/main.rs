@@ -8,6 +8,7 @@ mod discovery;
 mod feed;
 mod file_modes;
 mod ledger;
+mod login_statements;
 mod mfa;
 mod oauth;
 mod openapi;
