@@ -153,6 +153,10 @@ impl Event {
 
 /// Events waiting to be written, at most; past that a request waits for the database.
 const QUEUE: usize = 8192;
+/// How long events gather before they are written. Without it a login flood wrote (and woke the
+/// writer and a database thread for) nearly every event on its own; queries on this instance
+/// flush first, so only another instance's reader can see an event this much later.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Clone)]
 pub struct AuditLog {
@@ -168,7 +172,7 @@ impl AuditLog {
     pub fn new(store: AuditStore, metrics: Arc<Metrics>, retention_days: u32) -> Self {
         let writer = {
             let (store, metrics) = (store.clone(), metrics.clone());
-            WriteBehind::spawn(QUEUE, move |rows: Vec<StoredEvent>| {
+            WriteBehind::spawn_lingering(QUEUE, LINGER, move |rows: Vec<StoredEvent>| {
                 let (store, metrics) = (store.clone(), metrics.clone());
                 async move { write_group(&store, &metrics, rows).await }
             })
