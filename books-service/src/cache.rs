@@ -57,7 +57,8 @@ pub const IN_FLUX: Duration = Duration::from_secs(10);
 /// A write that has not started its database step this long after the "before" notice gives
 /// up (`503`, nothing written), so it always ends well inside `IN_FLUX`.
 pub const WRITE_START_LIMIT: Duration = Duration::from_secs(5);
-/// The longest an entry is served: the bound for writes made outside this protocol.
+/// The longest an entry is served: the bound for writes made outside this protocol. A book read
+/// in the last part of it is read again in the background (see [`State::lookup`]).
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 /// How long a dead member's entry stays in the members set before a writer removes it.
 const MEMBER_GRACE_MS: u64 = 60_000;
@@ -134,6 +135,9 @@ return 1
 /// What [`BookCache::lookup`] found.
 pub enum Lookup {
     Hit(BookRow),
+    /// Cached, and due to be read again: serve it, read it in the background and give that to
+    /// [`BookCache::fill`] with this ticket (the entry still ends at its age if that fails).
+    Renew(BookRow, Ticket),
     /// Not cached: read it and give it to [`BookCache::fill`] with this ticket.
     Miss(Ticket),
     /// Read it, and do not cache it (no current lease, or the book is in flux).
@@ -188,6 +192,15 @@ struct Keys {
     ack_prefix: String,
 }
 
+struct Entry {
+    row: Arc<BookRow>,
+    /// From here a read also renews it (once).
+    renew_at: Instant,
+    renewing: bool,
+    /// Served only before this: its fill plus `MAX_AGE`.
+    until: Instant,
+}
+
 #[derive(Default)]
 struct State {
     /// Serve only before this instant.
@@ -196,9 +209,12 @@ struct State {
     member: String,
     /// Bumped by every notice and every lapse: a read that started before does not fill.
     generation: u64,
-    entries: HashMap<String, (Arc<BookRow>, Instant)>,
+    entries: HashMap<String, Entry>,
     /// Writes in progress: (write id, book id, until).
     in_flux: Vec<(String, String, Instant)>,
+    /// Randomly keyed (per process): draws the entries' renewal instants.
+    draws: std::collections::hash_map::RandomState,
+    fills: u64,
 }
 
 impl State {
@@ -219,9 +235,15 @@ impl State {
         if !self.current(now) || self.in_flux(id, now) {
             return Lookup::Bypass;
         }
-        if let Some((row, loaded)) = self.entries.get(id) {
-            if now.duration_since(*loaded) < MAX_AGE {
-                return Lookup::Hit(BookRow::clone(row));
+        let generation = self.generation;
+        if let Some(entry) = self.entries.get_mut(id) {
+            if now < entry.until {
+                let row = BookRow::clone(&entry.row);
+                if now >= entry.renew_at && !entry.renewing {
+                    entry.renewing = true;
+                    return Lookup::Renew(row, Ticket { generation });
+                }
+                return Lookup::Hit(row);
             }
             self.entries.remove(id);
         }
@@ -242,8 +264,28 @@ impl State {
                 self.entries.remove(&victim);
             }
         }
-        self.entries
-            .insert(row.id.clone(), (Arc::new(row.clone()), now));
+        let entry = Entry {
+            row: Arc::new(row.clone()),
+            renew_at: now + self.renewal_age(&row.id),
+            renewing: false,
+            until: now + MAX_AGE,
+        };
+        self.entries.insert(row.id.clone(), entry);
+    }
+
+    /// When a read of a book filled now starts renewing it: over half of `MAX_AGE`, up to three
+    /// quarters, drawn anew at each fill. Entries used to end at `MAX_AGE` and simply miss: books
+    /// filled together (a cold cache under load fills thousands within a second) all ended in the
+    /// same second a minute later, and the reads of all of them waited on the database at once,
+    /// the largest spikes of the `GET` tail under a login flood (docs/performance.md). A book in
+    /// use is now read again in the background before it ends, at spread-out instants.
+    fn renewal_age(&mut self, id: &str) -> Duration {
+        use std::hash::BuildHasher;
+        self.fills = self.fills.wrapping_add(1);
+        let draw = self.draws.hash_one((id, self.fills));
+        // The top 32 bits as a fraction in (0, 1].
+        let fraction = ((draw >> 32) + 1) as f64 / (1u64 << 32) as f64;
+        MAX_AGE / 2 + MAX_AGE.mul_f64(fraction / 4.0)
     }
 
     /// Applies one notice; returns the write to acknowledge.
@@ -343,7 +385,7 @@ impl BookCache {
         }
         let found = self.state().lookup(id, Instant::now());
         match &found {
-            Lookup::Hit(_) => self.inner.hits.fetch_add(1, Ordering::Relaxed),
+            Lookup::Hit(_) | Lookup::Renew(..) => self.inner.hits.fetch_add(1, Ordering::Relaxed),
             Lookup::Miss(_) => self.inner.misses.fetch_add(1, Ordering::Relaxed),
             Lookup::Bypass => 0,
         };
@@ -695,14 +737,14 @@ mod tests {
     fn ticket(state: &mut State, id: &str, now: Instant) -> Ticket {
         match state.lookup(id, now) {
             Lookup::Miss(ticket) => ticket,
-            Lookup::Hit(_) => panic!("{id} is cached"),
+            Lookup::Hit(_) | Lookup::Renew(..) => panic!("{id} is cached"),
             Lookup::Bypass => panic!("{id} bypasses the cache"),
         }
     }
 
     fn hit(state: &mut State, id: &str, now: Instant) -> Option<i64> {
         match state.lookup(id, now) {
-            Lookup::Hit(row) => Some(row.version),
+            Lookup::Hit(row) | Lookup::Renew(row, _) => Some(row.version),
             _ => None,
         }
     }
@@ -785,13 +827,75 @@ mod tests {
     }
 
     #[test]
+    fn books_filled_together_are_renewed_at_different_times() {
+        let now = Instant::now();
+        let mut state = leased(now + 2 * MAX_AGE);
+        let ids: Vec<String> = (0..1000).map(|n| format!("book-{n}")).collect();
+        for id in &ids {
+            let ticket = ticket(&mut state, id, now);
+            state.fill(ticket, &row(id, 1), now, ids.len());
+        }
+        let renewals_at = |state: &mut State, at: Duration| {
+            ids.iter()
+                .filter(|id| matches!(state.lookup(id, now + at), Lookup::Renew(..)))
+                .count()
+        };
+        assert_eq!(renewals_at(&mut state, MAX_AGE / 2), 0);
+        // Each renews once: by 5/8 of the age about half, by 3/4 the rest.
+        let early = renewals_at(&mut state, MAX_AGE * 5 / 8);
+        assert!(
+            (350..=650).contains(&early),
+            "{early} of 1000 renewed by 5/8"
+        );
+        assert_eq!(renewals_at(&mut state, MAX_AGE * 3 / 4), 1000 - early);
+        // Not renewed (no fill came back): every one ends at the max age.
+        let served = ids
+            .iter()
+            .filter(|id| hit(&mut state, id, now + MAX_AGE + Duration::from_millis(1)).is_some())
+            .count();
+        assert_eq!(served, 0);
+    }
+
+    #[test]
+    fn a_book_in_use_is_read_again_before_it_ends() {
+        let now = Instant::now();
+        let mut state = leased(now + 2 * MAX_AGE);
+        let first = ticket(&mut state, "b", now);
+        state.fill(first, &row("b", 1), now, 10);
+        let late = now + MAX_AGE * 3 / 4 + Duration::from_millis(1);
+        let Lookup::Renew(served, renewal) = state.lookup("b", late) else {
+            panic!("a read late in the entry's life renews it");
+        };
+        assert_eq!(served.version, 1);
+        // One renewal at a time: the reads meanwhile are plain hits.
+        assert!(matches!(state.lookup("b", late), Lookup::Hit(_)));
+        state.fill(renewal, &row("b", 2), late, 10);
+        assert_eq!(
+            hit(&mut state, "b", now + MAX_AGE + Duration::from_millis(1)),
+            Some(2)
+        );
+
+        // A notice between the renewing read and its fill voids the renewal.
+        let later = late + MAX_AGE * 3 / 4 + Duration::from_millis(1);
+        let Lookup::Renew(_, renewal) = state.lookup("b", later) else {
+            panic!("the renewed entry renews again late in its own life");
+        };
+        state.apply("not a notice", later);
+        state.fill(renewal, &row("b", 3), later, 10);
+        assert_eq!(hit(&mut state, "b", later), None);
+    }
+
+    #[test]
     fn entries_end_at_the_max_age_and_an_unreadable_notice_clears_all() {
         let now = Instant::now();
         let mut state = leased(now + MAX_AGE);
         let first = ticket(&mut state, "b", now);
         state.fill(first, &row("b", 1), now, 10);
         assert_eq!(hit(&mut state, "b", now + MAX_AGE / 2), Some(1));
-        assert_eq!(hit(&mut state, "b", now + MAX_AGE), None);
+        assert_eq!(
+            hit(&mut state, "b", now + MAX_AGE + Duration::from_millis(1)),
+            None
+        );
         let second = ticket(&mut state, "b", now);
         state.fill(second, &row("b", 1), now, 10);
         state.apply("flush everything", now);

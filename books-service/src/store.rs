@@ -179,6 +179,20 @@ impl BookStore {
         };
         match cache.lookup(&id) {
             Lookup::Hit(row) => Ok(row),
+            Lookup::Renew(row, ticket) => {
+                // Served as it is; the read that keeps it cached happens off this request.
+                let (store, cache) = (self.clone(), cache.clone());
+                tokio::spawn(async move {
+                    match store.read(id).await {
+                        Ok(fresh) => cache.fill(ticket, &fresh),
+                        Err(err) => tracing::debug!(
+                            error = %shared::error::ErrorChain(&err),
+                            "a cached book was not read again; it ends at its age"
+                        ),
+                    }
+                });
+                Ok(row)
+            }
             Lookup::Miss(ticket) => {
                 let row = self.read(id).await?;
                 cache.fill(ticket, &row);
