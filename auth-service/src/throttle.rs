@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use actix_web::HttpRequest;
 use aws_lc_rs::digest;
 use futures_util::future::{self, BoxFuture, FutureExt};
-use shared::revocation::{RedisConnection, StoreUnavailable};
+use shared::revocation::{StoreUnavailable, WorkerConnections};
 use shared::Metrics;
 
 use crate::domain::Username;
@@ -126,7 +126,8 @@ return wait
 "#;
 
 pub struct RedisThrottle {
-    connection: RedisConnection,
+    /// Each actix worker's own connection: counted on every login, on the request path.
+    connections: WorkerConnections,
     prefix: String,
     policy: ThrottlePolicy,
 }
@@ -139,7 +140,7 @@ impl RedisThrottle {
     ) -> Result<Self, StoreUnavailable> {
         let connection = shared::revocation::connect_redis(target).await?;
         Ok(Self {
-            connection,
+            connections: WorkerConnections::new(target, connection),
             prefix: prefix.to_owned(),
             policy,
         })
@@ -173,7 +174,7 @@ impl ThrottleStore for RedisThrottle {
             for counter in counters {
                 script.arg(counter.limit);
             }
-            let mut connection = self.connection.clone();
+            let mut connection = self.connections.get().await?;
             let wait_ms: i64 = script.query_async(&mut connection).await?;
             Ok(match u64::try_from(wait_ms) {
                 Ok(ms) if ms > 0 => Err(Duration::from_millis(ms)),
@@ -186,7 +187,7 @@ impl ThrottleStore for RedisThrottle {
     fn clear<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreUnavailable>> {
         async move {
             let (count, lock) = self.keys(key);
-            let mut connection = self.connection.clone();
+            let mut connection = self.connections.get().await?;
             redis::cmd("DEL")
                 .arg(&[count, lock])
                 .query_async::<()>(&mut connection)

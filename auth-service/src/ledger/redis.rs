@@ -11,9 +11,8 @@
 
 use futures_util::future::{BoxFuture, FutureExt};
 use redis::{FromRedisValue, Script, ScriptInvocation};
-use shared::revocation::{RedisConnection, RevocationKeys, StoreUnavailable};
+use shared::revocation::{RedisConnection, RevocationKeys, StoreUnavailable, WorkerConnections};
 use shared::{Claims, RedisTarget, RevocationEntry};
-use std::collections::HashMap;
 
 use super::{Lifetimes, Remembered, ReplicaWait, Rotation, RotationRequest, SessionLedger};
 
@@ -152,10 +151,8 @@ const CONFIRMING_CONNECTIONS: usize = 4;
 
 pub struct RedisLedger {
     connection: RedisConnection,
-    /// Where `connection` goes, for the per-worker connections of [`Self::rotation_connection`].
-    target: RedisTarget,
-    /// Names this ledger in each worker thread's map of connections.
-    id: u64,
+    /// Each actix worker's own connection, for the request path.
+    workers: WorkerConnections,
     /// `WAIT` holds its connection until replicas answer (up to `REDIS_WAIT_TIMEOUT_MS` when
     /// none can, right after a failover): on the shared multiplexed connection every login,
     /// refresh and token check queued behind it and timed out (seen in the failover test).
@@ -186,11 +183,9 @@ impl RedisLedger {
                 confirming.push(shared::revocation::connect_redis(target).await?);
             }
         }
-        static LEDGERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ok(Self {
+            workers: WorkerConnections::new(target, connection.clone()),
             connection,
-            target: target.clone(),
-            id: LEDGERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             confirming,
             next_confirming: std::sync::atomic::AtomicUsize::new(0),
             keys: RevocationKeys::new(prefix),
@@ -227,25 +222,10 @@ impl RedisLedger {
         format!("{}-0", (now_ms - span_ms).max(0))
     }
 
-    /// The connection for a refresh's rotation script. On an actix worker (a current-thread
-    /// runtime) each worker keeps one of its own, driven by that worker's runtime, so the
-    /// refresh's one round trip does not hop to the main runtime's threads and back; elsewhere
-    /// the shared one.
-    async fn rotation_connection(&self) -> Result<RedisConnection, StoreUnavailable> {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        thread_local! {
-            static WORKER_CONNECTIONS: std::cell::RefCell<HashMap<u64, RedisConnection>> =
-                std::cell::RefCell::new(HashMap::new());
-        }
-        if Handle::current().runtime_flavor() != RuntimeFlavor::CurrentThread {
-            return Ok(self.connection.clone());
-        }
-        if let Some(held) = WORKER_CONNECTIONS.with_borrow(|held| held.get(&self.id).cloned()) {
-            return Ok(held);
-        }
-        let connection = shared::revocation::connect_redis(&self.target).await?;
-        WORKER_CONNECTIONS.with_borrow_mut(|held| held.insert(self.id, connection.clone()));
-        Ok(connection)
+    /// The connection for the request path's commands (a refresh's rotation script, a login's
+    /// generation and issue record): the worker's own (see [`WorkerConnections`]).
+    async fn worker_connection(&self) -> Result<RedisConnection, StoreUnavailable> {
+        Ok(self.workers.get().await?)
     }
 
     /// A connection for a write followed by `WAIT` (the write and its `WAIT` must share it).
@@ -326,7 +306,7 @@ impl RedisLedger {
         let sid = presented.sid.as_deref().unwrap_or_default();
         let replacement = &request.replacement.refresh;
         let answer = Remembered::encode(request.client, &request.replacement.body)?;
-        let mut connection = self.rotation_connection().await?;
+        let mut connection = self.worker_connection().await?;
         let reply: Vec<String> = self
             .rotate
             .key(self.keys.chain(&super::chain_of(presented)))
@@ -471,7 +451,7 @@ impl SessionLedger for RedisLedger {
 
     fn generation<'a>(&'a self, sub: &'a str) -> BoxFuture<'a, Result<u64, StoreUnavailable>> {
         async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.worker_connection().await?;
             let generation: Option<u64> = redis::cmd("HGET")
                 .arg(self.keys.user_ledger(sub))
                 .arg("gen")
@@ -489,7 +469,7 @@ impl SessionLedger for RedisLedger {
         issued_ms: i64,
     ) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
         async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.worker_connection().await?;
             let recorded: i64 = self
                 .record_issue
                 .key(self.keys.user_ledger(sub))

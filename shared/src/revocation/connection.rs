@@ -452,3 +452,49 @@ fn sentinel_client(target: &SentinelTarget, index: usize) -> RedisResult<Sentine
         SentinelServerType::Master,
     )
 }
+/// A [`RedisConnection`] of each actix worker's own for the request path's commands. A
+/// connection's I/O is driven by the runtime it was made on: the shared one, made at start on
+/// the main runtime, answers every command by waking a main-runtime thread, which then wakes the
+/// worker that sent it. On an actix worker (a current-thread runtime) each worker connects once
+/// and keeps the connection for that thread, so a round trip wakes only the worker itself;
+/// elsewhere (the main runtime, tests) the shared connection is used.
+pub struct WorkerConnections {
+    id: u64,
+    target: RedisTarget,
+    shared: RedisConnection,
+}
+
+impl WorkerConnections {
+    /// Per-worker connections to `target`; `shared` serves every other thread.
+    pub fn new(target: &RedisTarget, shared: RedisConnection) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        WorkerConnections {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            target: target.clone(),
+            shared,
+        }
+    }
+
+    /// This thread's connection (made now if it has none).
+    pub async fn get(&self) -> RedisResult<RedisConnection> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        thread_local! {
+            static HELD: std::cell::RefCell<std::collections::HashMap<u64, RedisConnection>> =
+                std::cell::RefCell::new(std::collections::HashMap::new());
+        }
+        if Handle::current().runtime_flavor() != RuntimeFlavor::CurrentThread {
+            return Ok(self.shared.clone());
+        }
+        if let Some(held) = HELD.with_borrow(|held| held.get(&self.id).cloned()) {
+            return Ok(held);
+        }
+        let connection = RedisConnection::connect(&self.target).await?;
+        HELD.with_borrow_mut(|held| held.insert(self.id, connection.clone()));
+        Ok(connection)
+    }
+
+    /// The connection every thread shares.
+    pub fn shared(&self) -> &RedisConnection {
+        &self.shared
+    }
+}

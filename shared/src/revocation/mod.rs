@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::claims::Claims;
 
 #[cfg(feature = "redis")]
-pub use connection::RedisConnection;
+pub use connection::{RedisConnection, WorkerConnections};
 pub use cutoff::UserCutoff;
 #[cfg(feature = "feed")]
 pub use feed::{ClientSecret, FeedConfig, FeedError, RevocationFeed};
