@@ -150,8 +150,7 @@ return {'reused'}
 const CONFIRMING_CONNECTIONS: usize = 4;
 
 pub struct RedisLedger {
-    connection: RedisConnection,
-    /// Each actix worker's own connection, for the request path.
+    /// The shared connection, and each actix worker's own for the request path.
     workers: WorkerConnections,
     /// `WAIT` holds its connection until replicas answer (up to `REDIS_WAIT_TIMEOUT_MS` when
     /// none can, right after a failover): on the shared multiplexed connection every login,
@@ -184,8 +183,7 @@ impl RedisLedger {
             }
         }
         Ok(Self {
-            workers: WorkerConnections::new(target, connection.clone()),
-            connection,
+            workers: WorkerConnections::new(target, connection),
             confirming,
             next_confirming: std::sync::atomic::AtomicUsize::new(0),
             keys: RevocationKeys::new(prefix),
@@ -235,7 +233,7 @@ impl RedisLedger {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.confirming.get(n % self.confirming.len().max(1)) {
             Some(connection) => connection.clone(),
-            None => self.connection.clone(),
+            None => self.workers.shared().clone(),
         }
     }
 
@@ -266,7 +264,7 @@ impl RedisLedger {
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreUnavailable> {
         if self.wait.replicas == 0 {
-            let mut connection = self.connection.clone();
+            let mut connection = self.workers.shared().clone();
             return Ok(invocation.invoke_async(&mut connection).await?);
         }
         let mut connection = self.confirming();
@@ -412,7 +410,8 @@ impl SessionLedger for RedisLedger {
                 }
             }
             if !confirm {
-                pipe.query_async::<()>(&mut self.connection.clone()).await?;
+                pipe.query_async::<()>(&mut self.workers.shared().clone())
+                    .await?;
                 return Ok(());
             }
             pipe.cmd("EXEC").ignore();
@@ -485,7 +484,7 @@ impl SessionLedger for RedisLedger {
 
     fn is_spent<'a>(&'a self, token: &'a Claims) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
         async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.workers.shared().clone();
             let (current, marked): (Option<String>, bool) = redis::pipe()
                 .cmd("GET")
                 .arg(self.keys.chain(&super::chain_of(token)))
