@@ -49,8 +49,9 @@ PG_OPTIONS = os.environ.get("BENCH_PG_OPTIONS", "?sslmode=disable")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 ADMIN, PASSWORD = "benchadmin", "bench-admin-password"
 CORES = os.cpu_count() or 1
-# Concurrent refresh chains (one wrk thread and connection each).
+# Concurrent refresh chains (one connection each), shared out among REFRESH_THREADS wrk threads.
 REFRESH_CHAINS = 16
+REFRESH_THREADS = int(os.environ.get("BENCH_REFRESH_THREADS", "2"))
 PERF = os.environ.get("BENCH_PERF") == "1"
 PERF_SCHED = os.environ.get("BENCH_PERF") == "sched"
 LOGS = TARGET / "bench" / "logs"
@@ -206,6 +207,14 @@ def wrk(port, seconds, connections, script, env, threads=2, path=""):
     }
 
 
+def refresh_load(port, script, chains):
+    """The refresh phase's wrk run: REFRESH_CHAINS chains (env BENCH_RT_1..n) on REFRESH_THREADS
+    threads."""
+    assert REFRESH_CHAINS % REFRESH_THREADS == 0, "the threads must share the chains evenly"
+    env = {**chains, "BENCH_CHAINS_PER_THREAD": str(REFRESH_CHAINS // REFRESH_THREADS)}
+    return wrk(port, SECONDS, REFRESH_CHAINS, script, env, threads=REFRESH_THREADS)
+
+
 LUA_GET = """
 local ids = {}
 for line in io.lines(os.getenv("BENCH_IDS")) do ids[#ids + 1] = line end
@@ -215,21 +224,34 @@ request = function()
 end
 """
 
-# One connection per thread, each following its own rotation chain: every refresh token is
-# presented exactly once, as a real client would.
+# Every refresh token is presented exactly once, as a real client would: each wrk thread keeps a
+# queue of its chains' current tokens; a connection takes one for its request and the answer puts
+# the successor back. A connection has one request in flight, so a thread's REFRESH_CHAINS /
+# threads chains are never short of a token while every answer is a 200 (a failed answer drops
+# its chain: the next request has no token, and the failures show as non-2xx).
 LUA_REFRESH = """
-local count = 0
+local per_thread = tonumber(os.getenv("BENCH_CHAINS_PER_THREAD"))
+local started = 0
 function setup(thread)
-  count = count + 1
-  thread:set("token", os.getenv("BENCH_RT_" .. count))
+  thread:set("first", started)
+  started = started + per_thread
 end
+local queue = {}
+function init(args)
+  for n = 1, per_thread do queue[n] = os.getenv("BENCH_RT_" .. (first + n)) end
+end
+local calls = 0
 request = function()
+  calls = calls + 1
+  -- wrk 4.x calls the first thread's request() once before the run, to count the requests it
+  -- returns (script_verify_request); that one is never sent, so it takes no token.
+  if first == 0 and calls == 1 then return wrk.format("POST", "/auth/refresh") end
+  local token = table.remove(queue, 1) or "none"
   return wrk.format("POST", "/auth/refresh", { ["Authorization"] = "Bearer " .. token })
 end
 response = function(status, headers, body)
-  if status == 200 then
-    token = body:match('"refresh_token":"([^"]+)"') or token
-  end
+  local token = status == 200 and body:match('"refresh_token":"([^"]+)"')
+  if token then queue[#queue + 1] = token end
 end
 """
 
@@ -334,8 +356,7 @@ def run(work, run_id, databases, services, ceilings):
         chains[f"BENCH_RT_{n}"] = login["refresh_token"]
     sign_before = ceiling("sign")
     with profiled("refresh"):
-        results["refresh"] = wrk(auth_port, SECONDS, REFRESH_CHAINS, scripts["refresh"], chains,
-                                 threads=REFRESH_CHAINS)
+        results["refresh"] = refresh_load(auth_port, scripts["refresh"], chains)
     sign_after = ceiling("sign")
     # Two signatures per refresh, every core signing at once, measured for as long as the phase
     # right before and right after it (the machine's speed drifts over minutes).
@@ -516,8 +537,7 @@ def run_peers(peer_dir, work, database, services, our_get):
     flask_results = {"our_get_book": our_get(),
                      "get_book": wrk(flask_port, SECONDS, 32, scripts["get"], get_env)}
     chains = {f"BENCH_RT_{n}": login()["refresh_token"] for n in range(1, REFRESH_CHAINS + 1)}
-    flask_results["refresh"] = wrk(flask_port, SECONDS, REFRESH_CHAINS, scripts["refresh"], chains,
-                                   threads=REFRESH_CHAINS)
+    flask_results["refresh"] = refresh_load(flask_port, scripts["refresh"], chains)
     flask_results["login"] = wrk(flask_port, SECONDS, 8, scripts["login"],
                                  {"BENCH_LOGIN": json.dumps(credentials)}, path="/auth/login")
     flask_results["rss_kb"] = {"idle": flask_idle, "after": flask.rss_kb()}

@@ -128,8 +128,7 @@ class Stack:
                   for n in range(1, bench.REFRESH_CHAINS + 1)}
         before = bench.ceiling("sign")
         cpu, switches = cpu_seconds(self.auth.process.pid), context_switches()
-        result = bench.wrk(self.auth_port, bench.SECONDS, bench.REFRESH_CHAINS,
-                           self.scripts["refresh"], chains, threads=bench.REFRESH_CHAINS)
+        result = bench.refresh_load(self.auth_port, self.scripts["refresh"], chains)
         cpu = cpu_seconds(self.auth.process.pid) - cpu
         switches = context_switches() - switches
         after = bench.ceiling("sign")
