@@ -183,18 +183,13 @@ fn argon2_pool() -> &'static Pool {
     POOL.get_or_init(|| {
         keep_big_allocations_out_of_the_heap();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let pinned = one_cpu_each(cores);
         let (sender, receiver) = std::sync::mpsc::channel::<Job>();
         let receiver = std::sync::Arc::new(Mutex::new(receiver));
         for n in 0..cores {
             let receiver = receiver.clone();
-            let cpu = pinned.as_ref().map(|cpus| cpus[n]);
             let spawned = std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || {
-                    if let Some(cpu) = cpu {
-                        pin_this_thread(cpu);
-                    }
                     lower_this_threads_priority();
                     reuse_memory_on_this_thread();
                     loop {
@@ -218,47 +213,6 @@ fn argon2_pool() -> &'static Pool {
             waiting: tokio::sync::Semaphore::new(MAX_WAITING),
         }
     })
-}
-
-/// The CPUs the process may run on, when there are exactly `workers` of them: then each argon2
-/// worker keeps to one. Unpinned, the scheduler hardly moves a `SCHED_IDLE` thread (its load
-/// weight is 3 against a normal thread's 1024), so after a request preempts one, both workers
-/// often sat on one CPU's queue while the other CPU idled: 2-5 % of the machine idle during a
-/// login flood with hashes waiting (`perf record -e sched:sched_switch`, docs/performance.md).
-/// With more CPUs than workers (a CPU quota on a larger machine) they stay free to move, so a
-/// busy CPU cannot hold one back.
-fn one_cpu_each(workers: usize) -> Option<Vec<usize>> {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: `set` is a plain bitmask that sched_getaffinity fills for this process.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        if unsafe { libc::sched_getaffinity(0, size, &mut set) } != 0 {
-            return None;
-        }
-        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-            .collect();
-        (cpus.len() == workers).then_some(cpus)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = workers;
-        None
-    }
-}
-
-/// Keeps the calling thread on `cpu`; a refusal leaves it free to move, which only costs speed.
-fn pin_this_thread(cpu: usize) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: a plain bitmask with one CPU set, applied to the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cpu;
 }
 
 /// glibc raises its mmap threshold after the first large free, after which each 19 MiB argon2
@@ -385,46 +339,6 @@ mod tests {
         ));
         tokio::time::sleep(KEEP_MEMORY_FOR * 2).await;
         assert!(spare_memory().is_empty(), "given back after idling");
-    }
-
-    /// The CPUs a thread of this process may run on, from `/proc` (what `taskset` shows).
-    #[cfg(target_os = "linux")]
-    fn allowed_cpus(task: &std::path::Path) -> String {
-        let status = std::fs::read_to_string(task.join("status")).unwrap();
-        let line = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            .unwrap();
-        line.trim().to_owned()
-    }
-
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn each_argon2_worker_keeps_to_its_own_cpu_when_the_process_has_as_many() {
-        let password = Password::parse("correct horse").unwrap();
-        run(move || hash(&password)).await.unwrap().unwrap();
-        let workers = std::thread::available_parallelism().unwrap().get();
-        let process = allowed_cpus(std::path::Path::new("/proc/self"));
-        let mut pinned = Vec::new();
-        for task in std::fs::read_dir("/proc/self/task").unwrap() {
-            let task = task.unwrap().path();
-            let name = std::fs::read_to_string(task.join("comm")).unwrap();
-            if name.trim().starts_with("argon2-") {
-                pinned.push(allowed_cpus(&task));
-            }
-        }
-        pinned.sort();
-        assert_eq!(pinned.len(), workers, "one worker per core");
-        match one_cpu_each(workers) {
-            // Each worker on a CPU of its own, together all of the process's CPUs.
-            Some(cpus) => {
-                let mut expected: Vec<String> = cpus.iter().map(usize::to_string).collect();
-                expected.sort();
-                assert_eq!(pinned, expected, "the process may use {process}");
-            }
-            // More CPUs than workers (a CPU quota): every worker free to use all of them.
-            None => assert!(pinned.iter().all(|cpus| *cpus == process), "{pinned:?}"),
-        }
     }
 
     #[test]
