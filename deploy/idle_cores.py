@@ -12,55 +12,48 @@ on 2026-11-29 (docs/performance.md). Migrations are not switch events, so "last 
 where the thread last ran or was preempted, not necessarily its queue now.
 """
 
-import re
-import subprocess
 import sys
 from collections import Counter
 
-SWITCH = re.compile(
-    r"\s*\[(\d+)\]\s+([\d.]+):\s+prev_comm=(.*?) prev_pid=(\d+).*?prev_state=(\S+)"
-    r" ==> next_comm=(.*?) next_pid=(\d+)")
+from sched_trace import Switch, events
 
 
 def main():
     data = sys.argv[1]
     prefix = sys.argv[2] if len(sys.argv) > 2 else "argon2"
-    script = subprocess.run(["perf", "script", "-i", data, "-F", "cpu,time,trace"],
-                            capture_output=True, text=True, check=True).stdout
-    threads = {}  # pid -> (cpu, running)
+    threads = {}  # tid -> (cpu, running)
     idle_since = {}
     periods, idle_time = Counter(), Counter()
+    cpus = set()
     first = last = None
-    for line in script.splitlines():
-        match = SWITCH.match(line)
-        if not match:
+    for event in events(data):
+        if not isinstance(event, Switch):
             continue
-        cpu, at, prev_comm, prev_pid, _state, next_comm, next_pid = match.groups()
-        at = float(at)
-        if prev_comm.startswith(prefix):
-            threads[prev_pid] = (cpu, False)
-        if next_comm.startswith(prefix):
-            threads[next_pid] = (cpu, True)
+        cpus.add(event.cpu)
+        if event.prev_comm.startswith(prefix):
+            threads[event.prev_tid] = (event.cpu, False)
+        if event.next_comm.startswith(prefix):
+            threads[event.next_tid] = (event.cpu, True)
         if not threads:
             continue
-        first = at if first is None else first
-        last = at
-        if next_comm.startswith("swapper"):
-            where = ", ".join(sorted(("here" if c == cpu else "other CPU") +
+        first = event.at if first is None else first
+        last = event.at
+        if event.next_comm.startswith("swapper"):
+            where = ", ".join(sorted(("here" if c == event.cpu else "other CPU") +
                                      (" running" if running else " waiting")
                                      for c, running in threads.values()))
-            idle_since[cpu] = (at, where)
-        elif cpu in idle_since:
-            since, where = idle_since.pop(cpu)
+            idle_since[event.cpu] = (event.at, where)
+        elif event.cpu in idle_since:
+            since, where = idle_since.pop(event.cpu)
             periods[where] += 1
-            idle_time[where] += at - since
+            idle_time[where] += event.at - since
     if first is None:
         sys.exit(f"no thread named {prefix}* ran in {data}")
     span = last - first
-    cpus = len({m.group(1) for m in map(SWITCH.match, script.splitlines()) if m})
     total = sum(idle_time.values())
-    print(f"{span:.2f} s after the first {prefix}* switch, {cpus} CPUs: idle {total * 1e3:.1f} ms "
-          f"({100 * total / (span * cpus):.1f} % of the CPUs' time) in {sum(periods.values())} periods")
+    print(f"{span:.2f} s after the first {prefix}* switch, {len(cpus)} CPUs: idle "
+          f"{total * 1e3:.1f} ms ({100 * total / (span * len(cpus)):.1f} % of the CPUs' time) in "
+          f"{sum(periods.values())} periods")
     for where, seconds in idle_time.most_common():
         print(f"  {seconds * 1e3:8.1f} ms in {periods[where]:4} periods, {prefix} threads: {where}")
 

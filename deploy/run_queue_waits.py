@@ -15,14 +15,9 @@ the same CPU.
 
 import collections
 import os
-import re
-import subprocess
 import sys
 
-WAKEUP = re.compile(r"\s*\[(\d+)\]\s+([\d.]+): sched:sched_wakeup: comm=(.*?) pid=(\d+) ")
-SWITCH = re.compile(
-    r"\s*\[(\d+)\]\s+([\d.]+): sched:sched_switch: prev_comm=(.*?) prev_pid=(\d+) .*?"
-    r"prev_state=(\S+) ==> next_comm=(.*?) next_pid=(\d+)")
+from sched_trace import Wakeup, events
 
 
 def threads_of(pids):
@@ -41,32 +36,25 @@ def main():
     data, pids = sys.argv[1], sys.argv[2:]
     owner = threads_of(pids)
     label = lambda tid, comm: f"{owner[tid]}:{comm}" if tid in owner else comm
-    script = subprocess.run(["perf", "script", "-i", data, "-F", "cpu,time,event,trace"],
-                            capture_output=True, text=True, check=True).stdout
     woken, preempted, running = {}, {}, {}
     slices = collections.defaultdict(list)
     waits = collections.defaultdict(list)  # (label, kind) -> [(start, end, cpu)]
-    for line in script.splitlines():
-        match = WAKEUP.match(line)
-        if match:
-            _, at, _, tid = match.groups()
-            if tid in owner:
-                woken[tid] = float(at)
+    for event in events(data):
+        if isinstance(event, Wakeup):
+            if event.tid in owner:
+                woken[event.tid] = event.at
             continue
-        match = SWITCH.match(line)
-        if not match:
-            continue
-        cpu, at, prev_comm, prev_tid, state, next_comm, next_tid = match.groups()
-        at = float(at)
-        if cpu in running:
-            tid, comm, since = running[cpu]
-            slices[cpu].append((since, at, label(tid, comm)))
-        running[cpu] = (next_tid, next_comm, at)
-        if prev_tid in owner and state.startswith("R"):
-            preempted[prev_tid] = at
+        if event.cpu in running:
+            tid, comm, since = running[event.cpu]
+            slices[event.cpu].append((since, event.at, label(tid, comm)))
+        running[event.cpu] = (event.next_tid, event.next_comm, event.at)
+        if event.prev_tid in owner and event.prev_state.startswith("R"):
+            preempted[event.prev_tid] = event.at
         for kind, pending in (("after a wake-up", woken), ("after a preemption", preempted)):
-            if next_tid in pending:
-                waits[(label(next_tid, next_comm), kind)].append((pending.pop(next_tid), at, cpu))
+            if event.next_tid in pending:
+                start = pending.pop(event.next_tid)
+                waits[(label(event.next_tid, event.next_comm), kind)].append(
+                    (start, event.at, event.cpu))
     for (who, kind), spans in sorted(waits.items()):
         lengths = sorted(end - start for start, end, _ in spans)
         long = [(s, e, c) for s, e, c in spans if e - s > 0.001]

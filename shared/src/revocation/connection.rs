@@ -452,6 +452,7 @@ fn sentinel_client(target: &SentinelTarget, index: usize) -> RedisResult<Sentine
         SentinelServerType::Master,
     )
 }
+
 /// A [`RedisConnection`] of each actix worker's own for the request path's commands. A
 /// connection's I/O is driven by the runtime it was made on: the shared one, made at start on
 /// the main runtime, answers every command by waking a main-runtime thread, which then wakes the
