@@ -2,9 +2,9 @@
 //! revocation storage and the actix glue that turns a request into verified claims.
 //!
 //! Always compiled, with no HTTP stack: `claims` (claims and roles), `error` (the error contract
-//! as plain serde types), `jwks` (the JWKS types) and `verifier` (the RS256 `TokenVerifier`, on
-//! jsonwebtoken). Everything else is behind a feature, none on by default, so that a client does
-//! not link the servers:
+//! as plain serde types), `jwks` (the JWKS types) and `verifier` (the RS256 `TokenVerifier`:
+//! jsonwebtoken's header type, aws-lc-rs for the signature). Everything else is behind a
+//! feature, none on by default, so that a client does not link the servers:
 //!
 //! - `client`: the typed HTTP client of the platform (`client`), for the CLI and cross-service
 //!   tests. Pulls in reqwest and tokio.
@@ -31,7 +31,7 @@
 //! - `openapi`: `actix`, plus helpers for the services' OpenAPI documents (`openapi`). Pulls in
 //!   utoipa.
 //! - `testing`: `db`, plus helpers for the services' integration tests (`testing`). Pulls in
-//!   base64 and reqwest.
+//!   reqwest.
 //!
 //! Another Rust service verifies our tokens with `features = ["verify"]`, or `["actix"]` for the
 //! extractors (and `"feed"` to honour revocations without Redis); the services take

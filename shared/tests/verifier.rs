@@ -2,7 +2,8 @@
 //! `TokenError`, and so the exact API error code, and a good token must pass unchanged.
 //!
 //! Fixtures: `test_key.pem` is the issuer's key, published in `test_jwks.json` as `test-kid`;
-//! `attacker_key.pem` (published only in `attacker_jwks.json`) is a key the verifier never trusts.
+//! `attacker_key.pem` (published only in `attacker_jwks.json`) is a key the verifier never trusts;
+//! `weak_key.pem` is a 1024-bit key, too short to be loaded.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,10 @@ const TEST_PUBLIC_KEY: &str = include_str!("fixtures/test_key.pub.pem");
 const TEST_JWKS: &str = include_str!("fixtures/test_jwks.json");
 const ATTACKER_KEY: &str = include_str!("fixtures/attacker_key.pem");
 const ATTACKER_JWKS: &str = include_str!("fixtures/attacker_jwks.json");
+/// An access token signed (openssl, RS256) by the 1024-bit `weak_key.pem`, published in
+/// `weak_jwks.json` as `weak-kid`.
+const WEAK_TOKEN: &str = include_str!("fixtures/weak_token.txt");
+const WEAK_JWKS: &str = include_str!("fixtures/weak_jwks.json");
 
 const ISSUER: &str = "authbooks";
 const AUDIENCE: &str = "authbooks-api";
@@ -252,6 +257,27 @@ fn missing_or_stripped_signature_is_rejected() {
     assert_rejected(
         &garbage,
         TokenError::Invalid("bad signature"),
+        "invalid_token",
+    );
+    // Longer than any loaded key's signature (8192 bits): refused, not read past a buffer.
+    let signature = token.rsplit_once('.').unwrap().1;
+    let oversized = format!("{message}.{}", signature.repeat(6));
+    assert!(
+        URL_SAFE_NO_PAD
+            .decode(oversized.rsplit_once('.').unwrap().1)
+            .unwrap()
+            .len()
+            > 1024
+    );
+    assert_rejected(
+        &oversized,
+        TokenError::Invalid("bad signature"),
+        "invalid_token",
+    );
+    let not_base64 = format!("{message}.{}*", &signature[1..]);
+    assert_rejected(
+        &not_base64,
+        TokenError::Invalid("malformed"),
         "invalid_token",
     );
 }
@@ -543,7 +569,15 @@ fn duplicate_members_are_rejected() {
 #[test]
 fn keys_not_meant_for_rs256_signatures_are_not_loaded() {
     let token = sign(&header(Some(KID)), &claims("access"));
-    for (member, value) in [("use", "enc"), ("alg", "RS512"), ("kty", "EC")] {
+    // Not meant for RS256 signatures, or components that are not base64url (the key is never
+    // built, so its kid is unknown rather than a key that verifies nothing).
+    for (member, value) in [
+        ("use", "enc"),
+        ("alg", "RS512"),
+        ("kty", "EC"),
+        ("n", "!not-base64!"),
+        ("e", "AQAB=="),
+    ] {
         let mut set = serde_json::to_value(jwks(TEST_JWKS)).unwrap();
         set["keys"][0][member] = value.into();
         let set: Jwks = serde_json::from_value(set).unwrap();
@@ -551,6 +585,31 @@ fn keys_not_meant_for_rs256_signatures_are_not_loaded() {
         let err = verifier_trusting(&set).verify_access(&token).unwrap_err();
         assert_eq!(err, TokenError::UnknownKid);
     }
+}
+
+#[test]
+fn keys_under_2048_bits_verify_nothing() {
+    use aws_lc_rs::signature::{
+        RsaPublicKeyComponents, RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+    };
+    let token = WEAK_TOKEN.trim();
+    let set = jwks(WEAK_JWKS);
+    // Well made: aws-lc's legacy parameters, which allow 1024-bit keys, take the signature.
+    let (_, n, e) = set.keys[0].rs256_components().unwrap();
+    let (message, signature) = token.rsplit_once('.').unwrap();
+    let key = RsaPublicKeyComponents {
+        n: URL_SAFE_NO_PAD.decode(n).unwrap(),
+        e: URL_SAFE_NO_PAD.decode(e).unwrap(),
+    };
+    key.verify(
+        &RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+        message.as_bytes(),
+        &URL_SAFE_NO_PAD.decode(signature).unwrap(),
+    )
+    .expect("a correct 1024-bit signature");
+
+    let err = verifier_trusting(&set).verify_access(token).unwrap_err();
+    assert_eq!(err, TokenError::Invalid("bad signature"));
 }
 
 #[test]
