@@ -4,7 +4,7 @@ and alternated between two sets of binaries, so that a change is judged against 
 it in the same minutes (on a shared 2-core machine a ratio moves by tens of percent between runs
 minutes apart; alternating is what makes a before/after comparison fair).
 
-    python3 deploy/bench_ab.py BEFORE_DIR AFTER_DIR [--phases login,refresh,flood] [--rounds 2]
+    python3 deploy/bench_ab.py BEFORE_DIR AFTER_DIR [--phases login,refresh,flood,fixed] [--rounds 2]
         [--repeat 3]
 
 Each *_DIR holds an `auth-service` and a `books-service` binary (copy them out of
@@ -156,15 +156,29 @@ class Stack:
 
     def flood(self):
         alone = bench.wrk(self.books.port, bench.SECONDS, 8, self.scripts["get"], self.get_env)
-        logins = subprocess.Popen(
-            ["wrk", "-t", "2", "-c", "8", "-d", f"{bench.SECONDS + 2}s", "-s",
-             str(self.scripts["login"]), self.login_url],
-            env={**os.environ, **self.login_env}, stdout=subprocess.PIPE, text=True)
+        logins = bench.login_flood(self.login_url, self.scripts["login"], self.login_env)
         time.sleep(1)
         during = bench.wrk(self.books.port, bench.SECONDS, 8, self.scripts["get"], self.get_env)
         logins.communicate()
         return (f"flood GET p99 {during['p99_ms']:.2f} ms / alone {alone['p99_ms']:.2f} ms = "
                 f"{during['p99_ms'] / alone['p99_ms']:.2f}x")
+
+    def fixed(self):
+        """The flood comparison at a fixed GET rate, open loop (BENCH_FIXED_GET_RATE, default
+        half of what an 8-connection closed loop reaches alone right before)."""
+        token = self.get_env["BENCH_TOKEN"]
+        rate = bench.FIXED_GET_RATE or max(100, int(bench.wrk(
+            self.books.port, bench.SECONDS, 8, self.scripts["get"], self.get_env)["rps"] / 200) * 100)
+        ids = self.work / "ids.txt"
+        alone = bench.fixed_rate_get(self.books.port, rate, token, ids)
+        logins = bench.login_flood(self.login_url, self.scripts["login"], self.login_env)
+        time.sleep(1)
+        during = bench.fixed_rate_get(self.books.port, rate, token, ids)
+        logins.communicate()
+        return (f"fixed {rate}/s GET p99 {during['p99_ms']:.2f} ms / alone {alone['p99_ms']:.2f} ms = "
+                f"{during['p99_ms'] / alone['p99_ms']:.2f}x (p50 {during['p50_ms']:.2f} / "
+                f"{alone['p50_ms']:.2f} ms; late sends {during['sent_over_1ms_late']} / "
+                f"{alone['sent_over_1ms_late']}; errors {during['errors']} / {alone['errors']})")
 
 
 def main():
@@ -183,7 +197,7 @@ def main():
                 for n in range(1, args.repeat + 1):
                     for phase in phases:
                         line = {"login": stack.login_phase, "refresh": stack.refresh,
-                                "flood": stack.flood}[phase]()
+                                "flood": stack.flood, "fixed": stack.fixed}[phase]()
                         print(f"round {round_} {label:6} #{n} {line}", flush=True)
             finally:
                 stack.close()

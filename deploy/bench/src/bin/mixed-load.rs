@@ -26,8 +26,11 @@
 //! Settings (environment): `MIXED_GATEWAY` (host:port), `MIXED_RATE` (requests/s),
 //! `MIXED_SECONDS`, `MIXED_USERS` (a file of `username<TAB>password` lines), `MIXED_IDS` (a file
 //! of book ids), `MIXED_BOOKS` and `MIXED_AUTH` (comma-separated host:port of each instance),
-//! `MIXED_SESSIONS` (default 64), `MIXED_CONNECTIONS` (default 64), `MIXED_SEED`. Prints one
-//! JSON object.
+//! `MIXED_SESSIONS` (default 64), `MIXED_CONNECTIONS` (default 64), `MIXED_SEED`; `MIXED_MIX`,
+//! the five percentages in the order above (default `90,6,2,1,1`). With `MIXED_TOKEN` (an access
+//! token) and a mix of reads only, the run logs nobody in and every read carries that token:
+//! `deploy/bench.py` drives a books instance at a fixed rate that way, with and without a login
+//! flood (no users, books or auth lists needed). Prints one JSON object.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -106,16 +109,29 @@ impl Rng {
     }
 }
 
+/// The mix: percentages of `Kind::ALL`, in that order.
+const DEFAULT_MIX: [usize; 5] = [90, 6, 2, 1, 1];
+
+/// `MIXED_MIX`: five whole percentages (GET, page, refresh, login, logout) adding up to 100.
+fn mix() -> [usize; 5] {
+    let Ok(text) = std::env::var("MIXED_MIX") else {
+        return DEFAULT_MIX;
+    };
+    let parts: Vec<usize> = text
+        .split(',')
+        .map(|p| p.trim().parse())
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|_| shared::server::exit(2, "MIXED_MIX: five whole numbers"));
+    match <[usize; 5]>::try_from(parts) {
+        Ok(mix) if mix.iter().sum::<usize>() == 100 => mix,
+        _ => shared::server::exit(2, "MIXED_MIX: five percentages adding up to 100"),
+    }
+}
+
 /// The kind of every request of the run: each block of 100 holds the exact mix, shuffled.
-fn schedule(total: usize, seed: u64) -> Vec<Kind> {
+fn schedule(total: usize, seed: u64, mix: [usize; 5]) -> Vec<Kind> {
     let mut block = Vec::with_capacity(100);
-    for (kind, n) in [
-        (Kind::Get, 90),
-        (Kind::List, 6),
-        (Kind::Refresh, 2),
-        (Kind::Login, 1),
-        (Kind::Logout, 1),
-    ] {
+    for (kind, n) in Kind::ALL.into_iter().zip(mix) {
         block.extend(std::iter::repeat_n(kind, n));
     }
     let mut rng = Rng(seed | 1);
@@ -625,6 +641,23 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
 }
 
+/// `MIXED_USERS`: a file of `username<TAB>password` lines; each user gets a client address.
+fn read_users() -> Vec<User> {
+    std::fs::read_to_string(var("MIXED_USERS"))
+        .unwrap_or_else(|e| shared::server::exit(2, format!("MIXED_USERS: {e}")))
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let (name, password) = line.split_once('\t')?;
+            Some(User {
+                name: name.to_owned(),
+                password: password.to_owned(),
+                address: format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+            })
+        })
+        .collect()
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -647,26 +680,26 @@ async fn run() {
             .map(str::to_owned)
             .collect()
     };
-    let (books, auth) = (list("MIXED_BOOKS"), list("MIXED_AUTH"));
-    let users: Vec<User> = std::fs::read_to_string(var("MIXED_USERS"))
-        .unwrap_or_else(|e| shared::server::exit(2, format!("MIXED_USERS: {e}")))
-        .lines()
-        .enumerate()
-        .filter_map(|(i, line)| {
-            let (name, password) = line.split_once('\t')?;
-            Some(User {
-                name: name.to_owned(),
-                password: password.to_owned(),
-                address: format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
-            })
-        })
-        .collect();
+    let mix = mix();
+    // Reads with one token made beforehand: no logins, so the target may be a books instance
+    // itself, and there are no users, logouts or instances to probe.
+    let token = std::env::var("MIXED_TOKEN").ok();
+    if token.is_some() && mix[2..].iter().any(|&n| n > 0) {
+        shared::server::exit(2, "MIXED_TOKEN is for a mix of reads only");
+    }
+    let (books, auth, users) = if token.is_some() {
+        (Vec::new(), Vec::new(), Vec::new())
+    } else {
+        (list("MIXED_BOOKS"), list("MIXED_AUTH"), read_users())
+    };
     let ids: Vec<String> = std::fs::read_to_string(var("MIXED_IDS"))
         .unwrap_or_else(|e| shared::server::exit(2, format!("MIXED_IDS: {e}")))
         .split_whitespace()
         .map(str::to_owned)
         .collect();
-    if users.is_empty() || ids.is_empty() || books.is_empty() || auth.is_empty() {
+    if ids.is_empty()
+        || token.is_none() && (users.is_empty() || books.is_empty() || auth.is_empty())
+    {
         shared::server::exit(
             2,
             "MIXED_USERS, MIXED_IDS, MIXED_BOOKS and MIXED_AUTH must name something",
@@ -689,6 +722,11 @@ async fn run() {
 
     // The starting sessions, before the clock starts.
     let mut conn = Conn::new(&shared.gateway);
+    if let Some(access) = &token {
+        let session = Session::new(0, access.clone(), String::new());
+        shared.pool.lock().unwrap().push(session);
+    }
+    let sessions = if token.is_some() { 0 } else { sessions };
     for _ in 0..sessions {
         let user = shared.next_user.fetch_add(1, Ordering::Relaxed) % shared.users.len();
         let session = shared
@@ -700,7 +738,7 @@ async fn run() {
     drop(conn);
 
     let total = (rate * seconds) as usize;
-    let kinds = Arc::new(schedule(total, seed));
+    let kinds = Arc::new(schedule(total, seed, mix));
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let start = Instant::now() + Duration::from_millis(50);
     let due = move |i: usize| start + interval.mul_f64(i as f64);
