@@ -315,6 +315,30 @@ wrk.body = os.getenv("BENCH_LOGIN")
 """
 
 
+def argon2_cgroup():
+    """auth-service's `AUTH_ARGON2_CGROUP` for this run: a cgroup v1 `cpu` group with
+    `cpu.idle = 1`, made when the hierarchy is writable (root) unless BENCH_ARGON2_CGROUP=off;
+    None otherwise. The group is shared by the runs on this machine and left in place."""
+    if os.environ.get("BENCH_ARGON2_CGROUP", "auto") == "off":
+        return None
+    group = Path("/sys/fs/cgroup/cpu/authbooks-bench-argon2")
+    try:
+        group.mkdir(exist_ok=True)
+        (group / "cpu.idle").write_text("1")
+    except OSError:
+        return None
+    return str(group)
+
+
+def auth_env():
+    """Settings every benchmark's auth-service gets: no login throttling, and the cgroup."""
+    env = {"AUTH_LOGIN_LIMIT_USERNAME": "1000000000", "AUTH_LOGIN_LIMIT_ADDRESS": "1000000000"}
+    group = argon2_cgroup()
+    if group:
+        env["AUTH_ARGON2_CGROUP"] = group
+    return env
+
+
 def psql(database, sql):
     subprocess.run(["psql", f"{PG}/{database}", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
                    check=True, stdout=subprocess.DEVNULL)
@@ -351,7 +375,7 @@ def run(work, run_id, databases, services, ceilings):
         "DATABASE_URL": f"{PG}/{databases[0]}{PG_OPTIONS}", "AUTH_KEYS_DIR": str(work / "keys"),
         "AUTH_BOOTSTRAP_ADMIN_USERNAME": ADMIN, "AUTH_BOOTSTRAP_ADMIN_PASSWORD": PASSWORD,
         # A load test is one client hammering one account; throttling would measure itself.
-        "AUTH_LOGIN_LIMIT_USERNAME": "1000000000", "AUTH_LOGIN_LIMIT_ADDRESS": "1000000000",
+        **auth_env(),
     })
     services.append(auth)
     jwks = f"http://127.0.0.1:{auth_port}/.well-known/jwks.json"
@@ -388,7 +412,8 @@ def run(work, run_id, databases, services, ceilings):
     scripts["login"].write_text(LUA_LOGIN)
     get_env = {"BENCH_IDS": str(ids_file), "BENCH_TOKEN": pair["access_token"]}
 
-    results = {"cores": CORES, "seconds": SECONDS, "ceilings": ceilings}
+    results = {"cores": CORES, "seconds": SECONDS, "ceilings": ceilings,
+               "argon2_cgroup": auth_env().get("AUTH_ARGON2_CGROUP"), "own_sessions": OWN_SESSIONS}
     with profiled("get"):
         results["get_book"] = wrk(books[0].port, SECONDS, 32, scripts["get"], {**get_env, "BENCH_PATH": "/books/"})
     with profiled("bare-verify"):
@@ -704,7 +729,9 @@ def report(r):
              f"{op} {goal:g}: " + ("met" if (ours / reference >= goal if op == ">=" else ours / reference <= goal)
                                     else "MISSED"))
             for name, ours, reference, (op, goal) in rows]
-    print(f"\nauthbooks benchmark: {r['cores']} cores, wrk {r['seconds']} s per run, PostgreSQL + Redis, 10 000 books\n")
+    print(f"\nauthbooks benchmark: {r['cores']} cores, wrk {r['seconds']} s per run, PostgreSQL + Redis, 10 000 books; "
+          f"argon2 threads in {r['argon2_cgroup'] or 'no cgroup of their own'}, services in "
+          f"{'sessions of their own' if r['own_sessions'] else 'the harness session'}\n")
     print(f"{'measure':<48} {'ours':>10} {'reference':>10} {'ratio':>7}  target")
     for name, ours, reference, ratio, target in rows:
         print(f"{name:<48} {ours:>10.1f} {reference:>10.1f} {ratio:>7.2f}  {target}")

@@ -75,7 +75,7 @@ class Stack:
             "AUTH_KEYS_DIR": str(self.work / "keys"),
             "AUTH_BOOTSTRAP_ADMIN_USERNAME": bench.ADMIN,
             "AUTH_BOOTSTRAP_ADMIN_PASSWORD": bench.PASSWORD,
-            "AUTH_LOGIN_LIMIT_USERNAME": "1000000000", "AUTH_LOGIN_LIMIT_ADDRESS": "1000000000",
+            **bench.auth_env(),
         })
         self.services.append(self.auth)
         self.books = bench.Service("books-service", [books_bin], {

@@ -94,6 +94,7 @@ VARIABLES = {
         "AUTH_MFA_PREVIOUS_KEYS": None,
         "AUDIT_RETENTION_DAYS": "90",
         "AUTH_PRUNE_INTERVAL_SECS": "600",
+        "AUTH_ARGON2_CGROUP": None,
         "AUTH_LOGIN_LIMIT_USERNAME": "5",
         "AUTH_LOGIN_LIMIT_ADDRESS": "100",
         "AUTH_REGISTER_LIMIT_ADDRESS": "10",
@@ -128,6 +129,8 @@ MUST_SET = {
 }
 # Off when unset, and fine that way.
 OPTIONAL = {"AUTH_BOOTSTRAP_ADMIN_USERNAME", "AUTH_BOOTSTRAP_ADMIN_PASSWORD", "AUTH_CLIENT_SECRET_KEY"}
+# A host's cgroup layout is the operator's: a container sees none it could name.
+OPTIONAL |= {"AUTH_ARGON2_CGROUP"}
 # The second-factor key: a file in the keys directory when unset; previous keys only for rotation.
 OPTIONAL |= {"AUTH_MFA_KEY", "AUTH_MFA_PREVIOUS_KEYS"}
 # books-service's revocation feed, the alternative to REDIS_URL where Redis is out of reach.

@@ -94,6 +94,8 @@ pub struct Settings {
     /// How often ended and expired sessions, stale second-factor logins and old audit events
     /// are deleted.
     pub prune_interval_secs: u64,
+    /// A CPU cgroup the password-hashing threads move into (`AUTH_ARGON2_CGROUP`).
+    pub argon2_cgroup: Option<crate::password::CpuGroup>,
 }
 
 pub use shared::config::ConfigError;
@@ -206,6 +208,10 @@ impl Settings {
             audit_retention_days: u32::try_from(env.number("AUDIT_RETENTION_DAYS", 90, 1)?)
                 .map_err(|_| invalid("AUDIT_RETENTION_DAYS", "too large"))?,
             prune_interval_secs: env.seconds("AUTH_PRUNE_INTERVAL_SECS", 600, 1)?,
+            argon2_cgroup: get("AUTH_ARGON2_CGROUP")
+                .map(|dir| crate::password::CpuGroup::open(PathBuf::from(dir)))
+                .transpose()
+                .map_err(|why| invalid("AUTH_ARGON2_CGROUP", why))?,
         })
     }
 }
@@ -247,6 +253,31 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn argon2_cgroup_must_name_a_cgroup_directory() {
+        assert_eq!(
+            Settings::from_vars(HashMap::new()).unwrap().argon2_cgroup,
+            None
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        for bad in [dir.path(), missing.as_path()] {
+            let err = Settings::from_vars(vars(&[("AUTH_ARGON2_CGROUP", bad.to_str().unwrap())]))
+                .unwrap_err();
+            assert_eq!(err.var, "AUTH_ARGON2_CGROUP", "{}", bad.display());
+        }
+        // A cgroup v1 directory takes thread ids in `tasks`, a v2 one in `cgroup.threads`.
+        std::fs::write(dir.path().join("tasks"), "").unwrap();
+        let group = Settings::from_vars(vars(&[(
+            "AUTH_ARGON2_CGROUP",
+            dir.path().to_str().unwrap(),
+        )]))
+        .unwrap()
+        .argon2_cgroup
+        .unwrap();
+        assert_eq!(group.dir, dir.path());
     }
 
     #[test]

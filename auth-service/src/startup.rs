@@ -135,6 +135,9 @@ impl Application {
         }
         let factors = FactorStore::new(pool.clone());
         let audit_store = AuditStore::new(pool);
+        if let Some(group) = &settings.argon2_cgroup {
+            crate::password::hash_in_cpu_group(group.clone());
+        }
         crate::password::warm_up();
         if let Some(admin) = &settings.bootstrap_admin {
             bootstrap_admin(

@@ -4,6 +4,7 @@ mod accounts;
 mod admin;
 mod audit;
 mod cookies;
+mod cpu_group;
 mod discovery;
 mod feed;
 mod file_modes;
