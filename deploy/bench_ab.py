@@ -165,10 +165,10 @@ class Stack:
 
     def fixed(self):
         """The flood comparison at a fixed GET rate, open loop (BENCH_FIXED_GET_RATE, default
-        half of what an 8-connection closed loop reaches alone right before)."""
+        a third of what an 8-connection closed loop reaches alone right before)."""
         token = self.get_env["BENCH_TOKEN"]
-        rate = bench.FIXED_GET_RATE or max(100, int(bench.wrk(
-            self.books.port, bench.SECONDS, 8, self.scripts["get"], self.get_env)["rps"] / 200) * 100)
+        rate = bench.FIXED_GET_RATE or bench.fixed_get_rate(bench.wrk(
+            self.books.port, bench.SECONDS, 8, self.scripts["get"], self.get_env)["rps"])
         ids = self.work / "ids.txt"
         alone = bench.fixed_rate_get(self.books.port, rate, token, ids)
         logins = bench.login_flood(self.login_url, self.scripts["login"], self.login_env)
