@@ -95,7 +95,7 @@ pub struct Settings {
     /// are deleted.
     pub prune_interval_secs: u64,
     /// A CPU cgroup the password-hashing threads move into (`AUTH_ARGON2_CGROUP`).
-    pub argon2_cgroup: Option<crate::password::CpuGroup>,
+    pub argon2_cgroup: Option<crate::cpu_group::CpuGroup>,
 }
 
 pub use shared::config::ConfigError;
@@ -209,7 +209,7 @@ impl Settings {
                 .map_err(|_| invalid("AUDIT_RETENTION_DAYS", "too large"))?,
             prune_interval_secs: env.seconds("AUTH_PRUNE_INTERVAL_SECS", 600, 1)?,
             argon2_cgroup: get("AUTH_ARGON2_CGROUP")
-                .map(|dir| crate::password::CpuGroup::open(PathBuf::from(dir)))
+                .map(|dir| crate::cpu_group::CpuGroup::open(PathBuf::from(dir)))
                 .transpose()
                 .map_err(|why| invalid("AUTH_ARGON2_CGROUP", why))?,
         })

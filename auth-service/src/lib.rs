@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod clients;
 pub mod config;
+pub mod cpu_group;
 pub mod domain;
 pub mod error;
 pub mod feed;

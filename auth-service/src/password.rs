@@ -8,6 +8,7 @@ use std::time::Duration;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
+use crate::cpu_group::CpuGroup;
 use crate::domain::Password;
 
 /// OWASP Password Storage Cheat Sheet: m=19 MiB, t=2, p=1.
@@ -253,48 +254,6 @@ fn lower_this_threads_priority() {
 
 /// A CPU cgroup for the hashing threads (`AUTH_ARGON2_CGROUP`), set once at start.
 static HASHING_CPU_GROUP: OnceLock<CpuGroup> = OnceLock::new();
-
-/// Why a cgroup of its own: `SCHED_IDLE` only yields to threads of the same scheduling group. When
-/// auth-service is a group of its own (a container, a systemd unit, or a session under the
-/// kernel's autogroup), its hashing competes with the other services' groups as a full group, and
-/// a woken thread of theirs can wait up to a scheduler tick behind it. A cgroup with
-/// `cpu.idle = 1` makes the hashing idle at that level too (measured in docs/performance.md).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CpuGroup {
-    pub dir: std::path::PathBuf,
-    /// `cgroup.threads` (cgroup v2, threaded) or `tasks` (v1): where a thread id is written.
-    threads_file: std::path::PathBuf,
-}
-
-impl CpuGroup {
-    /// A cgroup directory that takes thread ids; `Err` says what is wrong with it.
-    pub fn open(dir: std::path::PathBuf) -> Result<Self, String> {
-        if !dir.is_dir() {
-            return Err(format!("{} is not a directory", dir.display()));
-        }
-        let threads_file = ["cgroup.threads", "tasks"]
-            .iter()
-            .map(|name| dir.join(name))
-            .find(|file| file.is_file())
-            .ok_or_else(|| {
-                format!(
-                    "{} holds neither cgroup.threads nor tasks: not a cgroup",
-                    dir.display()
-                )
-            })?;
-        Ok(CpuGroup { dir, threads_file })
-    }
-
-    /// Moves the calling thread (not its process) into the group.
-    pub fn admit_this_thread(&self) -> std::io::Result<()> {
-        #[cfg(target_os = "linux")]
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::syscall(libc::SYS_gettid) };
-        #[cfg(not(target_os = "linux"))]
-        let tid = 0;
-        std::fs::write(&self.threads_file, tid.to_string())
-    }
-}
 
 /// Call before the first hash: the hashing threads join `group` as they start.
 pub fn hash_in_cpu_group(group: CpuGroup) {
