@@ -64,8 +64,8 @@ PEER_PIP = ["flask-jwt-extended", "flask-sqlalchemy", "gunicorn", "redis", "psyc
 PEER_NPM = ["jose@5", "pg@8", "ioredis@5"]
 PEER_USER, PEER_PASSWORD = "bench", "bench-password-1"
 # BENCH_SESSIONS=own starts each service in a session of its own, which the kernel's autogroup
-# scheduling (or a container's cgroup) makes a scheduling group of its own; by default they share
-# the harness's session, as in every figure before 2026-11-29 10:00 UTC.
+# scheduling makes a scheduling group of its own, as a container's cgroup would; by default they
+# share the harness's session, as in every figure of docs/performance.md that does not say so.
 OWN_SESSIONS = os.environ.get("BENCH_SESSIONS", "shared") == "own"
 # The fixed-rate GET phases' rate (requests/s); by default a third of the closed-loop GET alone.
 FIXED_GET_RATE = int(os.environ.get("BENCH_FIXED_GET_RATE", "0"))
