@@ -377,12 +377,13 @@ def run(work, run_id, databases, services, ceilings):
     subprocess.run([str(RELEASE / "auth-service"), "keys", "rotate"], check=True,
                    env={**os.environ, "AUTH_KEYS_DIR": str(work / "keys")}, stdout=subprocess.DEVNULL)
     auth_port = free_port()
+    auth_settings = auth_env()
     auth = Service("auth-service", [str(RELEASE / "auth-service")], {
         **common, "LISTEN_ADDR": f"127.0.0.1:{auth_port}",
         "DATABASE_URL": f"{PG}/{databases[0]}{PG_OPTIONS}", "AUTH_KEYS_DIR": str(work / "keys"),
         "AUTH_BOOTSTRAP_ADMIN_USERNAME": ADMIN, "AUTH_BOOTSTRAP_ADMIN_PASSWORD": PASSWORD,
         # A load test is one client hammering one account; throttling would measure itself.
-        **auth_env(),
+        **auth_settings,
     })
     services.append(auth)
     jwks = f"http://127.0.0.1:{auth_port}/.well-known/jwks.json"
@@ -420,7 +421,7 @@ def run(work, run_id, databases, services, ceilings):
     get_env = {"BENCH_IDS": str(ids_file), "BENCH_TOKEN": pair["access_token"]}
 
     results = {"cores": CORES, "seconds": SECONDS, "ceilings": ceilings,
-               "argon2_cgroup": auth_env().get("AUTH_ARGON2_CGROUP"), "own_sessions": OWN_SESSIONS}
+               "argon2_cgroup": auth_settings.get("AUTH_ARGON2_CGROUP"), "own_sessions": OWN_SESSIONS}
     with profiled("get"):
         results["get_book"] = wrk(books[0].port, SECONDS, 32, scripts["get"], {**get_env, "BENCH_PATH": "/books/"})
     with profiled("bare-verify"):
