@@ -23,6 +23,8 @@ import subprocess
 import sys
 
 EVENT = re.compile(r"\s*\[(\d+)\]\s+([\d.]+):\s+sched:(\w+):\s+(.*)")
+# The field naming the CPU a thread goes to: woken to, or moved to.
+CPU_FIELD = {"sched_wakeup": "target_cpu", "sched_migrate_task": "dest_cpu"}
 
 
 def threads(pid, name):
@@ -73,18 +75,15 @@ def main():
             if tid in workers:
                 where[tid] = cpu
                 runnable.add(tid)
-        elif event == "sched_wakeup":
+        elif event in CPU_FIELD:
             tid = re.search(r"pid=(\d+)", fields)[1]
-            target = re.search(r"target_cpu=(\d+)", fields)
-            if tid in workers and target:
-                where[tid] = int(target[1])
-                runnable.add(tid)
-        elif event == "sched_migrate_task":
-            tid = re.search(r"pid=(\d+)", fields)[1]
-            dest = re.search(r"dest_cpu=(\d+)", fields)
-            if tid in workers and dest:
-                where[tid] = int(dest[1])
-                moves += 1
+            to = re.search(rf"{CPU_FIELD[event]}=(\d+)", fields)
+            if tid in workers and to:
+                where[tid] = int(to[1])
+                if event == "sched_wakeup":
+                    runnable.add(tid)
+                else:
+                    moves += 1
     if known == 0:
         sys.exit("the recording never placed every worker: record longer, under load")
     print(f"{len(workers)} threads of {pid} named {name!r}, over {known:.2f} s: two or more "
