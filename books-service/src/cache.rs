@@ -648,27 +648,40 @@ impl Inner {
                         continue;
                     }
                     let started = Instant::now();
-                    // Every notice published before this PING is delivered before its answer.
-                    match tokio::time::timeout(LEASE / 4, sink.ping::<redis::Value>()).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(err)) => return Err(err.to_string()),
-                        Err(_) => return Err("subscription ping timed out".into()),
-                    }
-                    let mut writes = Vec::new();
-                    loop {
-                        match stream.next().now_or_never() {
-                            Some(Some(message)) => writes.extend(self.apply(message.get_payload_bytes())),
-                            Some(None) => return Err("subscription closed".into()),
-                            None => break,
+                    // The renewal may take as long as the lease it renews has left: until then
+                    // reads are served under that lease, and once it ends they go to the
+                    // database whatever this renewal is waiting for. On a host whose cores are
+                    // saturated, an answer from Redis can take hundreds of ms (a PING from
+                    // another process took up to 192 ms on 2 cores during a login flood); the
+                    // fixed 0.5 s this had lost current leases to that, sending every read to
+                    // the database at the worst moment.
+                    let lease_left = self
+                        .state()
+                        .valid_until
+                        .map_or(Duration::ZERO, |end| end.saturating_duration_since(started));
+                    let renewal = async {
+                        // Every notice published before this PING is delivered before its answer.
+                        sink.ping::<redis::Value>().await.map_err(|e| e.to_string())?;
+                        let mut writes = Vec::new();
+                        loop {
+                            match stream.next().now_or_never() {
+                                Some(Some(message)) => writes.extend(self.apply(message.get_payload_bytes())),
+                                Some(None) => return Err("subscription closed".to_owned()),
+                                None => break,
+                            }
                         }
-                    }
-                    writes.extend(std::mem::take(
-                        &mut *self.unacknowledged.lock().unwrap_or_else(|e| e.into_inner()),
-                    ));
-                    let (renewed, _) = self
-                        .lease_call("renew", &member, &writes)
+                        writes.extend(std::mem::take(
+                            &mut *self.unacknowledged.lock().unwrap_or_else(|e| e.into_inner()),
+                        ));
+                        self.lease_call("renew", &member, &writes)
+                            .await
+                            .map_err(|e| e.to_string())
+                    };
+                    // (A lease already ended, as after the test hook's stall, still gets the
+                    // renewal's answer, which refuses it.)
+                    let (renewed, _) = tokio::time::timeout(lease_left.max(LEASE / 4), renewal)
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|_| "Redis did not answer the renewal before the lease ended".to_owned())??;
                     let mut state = self.state();
                     if renewed != 1 || !state.current(started) {
                         return Err("the lease lapsed before it was renewed".into());

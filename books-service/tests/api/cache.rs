@@ -181,6 +181,40 @@ async fn a_stalled_instance_does_not_serve_a_book_written_while_it_stalled() {
     );
 }
 
+/// A saturated host answers late: Redis's reply to a renewal can take hundreds of ms. A lease
+/// whose renewal is answered before the lease ends is kept (reads stay in memory), rather than
+/// given up after a fixed wait and every read sent to the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_kept_through_a_slow_renewal_answered_within_it() {
+    let redis = PrivateRedis::start();
+    let stack = spawn_stack_with(Backend::Postgres, &[], &[], redis.url()).await;
+    let cache = stack.books_cache.as_ref().expect("the stack caches books");
+    wait_for_lease(cache).await;
+    // Redis holds every client's commands for 1.05 s. Renewals start every 0.5 s, and each
+    // extends the lease to 1.75 s after it started, so the one that meets the pause waits
+    // 0.55-1.05 s for its PING and still ends at least 0.2 s before the lease would.
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1050)
+        .arg("ALL")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let watched_until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < watched_until {
+        assert!(
+            cache.is_current(),
+            "the lease lapsed although Redis answered within it"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_cannot_tell_the_caches_stores_nothing() {
     let mut redis = PrivateRedis::start();
