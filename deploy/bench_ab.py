@@ -159,9 +159,10 @@ class Stack:
         logins = bench.login_flood(self.login_url, self.scripts["login"], self.login_env)
         time.sleep(1)
         during = bench.wrk(self.books.port, bench.SECONDS, 8, self.scripts["get"], self.get_env)
-        logins.communicate()
+        login_rate = float(re.search(r"Requests/sec:\s+([\d.]+)", logins.communicate()[0]).group(1))
         return (f"flood GET p99 {during['p99_ms']:.2f} ms / alone {alone['p99_ms']:.2f} ms = "
-                f"{during['p99_ms'] / alone['p99_ms']:.2f}x")
+                f"{during['p99_ms'] / alone['p99_ms']:.2f}x (GET {during['rps']:.0f} / "
+                f"{alone['rps']:.0f} req/s, logins {login_rate:.1f}/s during)")
 
     def fixed(self):
         """The flood comparison at a fixed GET rate, open loop (BENCH_FIXED_GET_RATE, default
