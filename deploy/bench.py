@@ -210,6 +210,11 @@ def ceiling(which):
     return json.loads(out.strip().splitlines()[-1])["per_s"]
 
 
+def wrk_rate(report):
+    """Requests/s from a wrk report."""
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))
+
+
 def wrk(port, seconds, connections, script, env, threads=2, path=""):
     """Runs wrk with a Lua script; requests/s, p50 and p99 in ms, and the non-2xx count."""
     out = subprocess.run(
@@ -225,7 +230,7 @@ def wrk(port, seconds, connections, script, env, threads=2, path=""):
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "rps": wrk_rate(out),
         "p50_ms": ms("50"),
         "p99_ms": ms("99"),
         "non_2xx": int(errors.group(1)) if errors else 0,
@@ -466,7 +471,7 @@ def run(work, run_id, databases, services, ceilings):
         login_alone = subprocess.run(
             ["wrk", "-t", "2", "-c", "8", "-d", f"{SECONDS}s", "-s", str(scripts["login"]), login_url],
             env={**os.environ, **login_env}, capture_output=True, text=True, check=True).stdout
-    results["login_rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", login_alone).group(1))
+    results["login_rps"] = wrk_rate(login_alone)
     argon2_after = ceiling("argon2")
     # Hashes/s with every core hashing at once, measured (not one core's rate times the cores)
     # for as long as the phase, right before and right after it.
@@ -481,8 +486,7 @@ def run(work, run_id, databases, services, ceilings):
     with profiled("get-during-logins"):
         results["get_during_logins"] = wrk(books[0].port, SECONDS, 8, scripts["get"], {**get_env, "BENCH_PATH": "/books/"})
     flood_out = flood.communicate()[0]
-    results["login_rps_during_reads"] = float(
-        re.search(r"Requests/sec:\s+([\d.]+)", flood_out).group(1))
+    results["login_rps_during_reads"] = wrk_rate(flood_out)
     # The same closed loop with books-service's threads at real-time priority, the deployment
     # docs/operating.md describes for a host where reads share cores with hashing.
     with realtime(books[0]) as applied:
@@ -494,8 +498,7 @@ def run(work, run_id, databases, services, ceilings):
             with profiled("get-during-logins-rr"):
                 results["get_during_logins_rr"] = wrk(books[0].port, SECONDS, 8, scripts["get"],
                                                       {**get_env, "BENCH_PATH": "/books/"})
-            results["login_rps_during_reads_rr"] = float(
-                re.search(r"Requests/sec:\s+([\d.]+)", flood.communicate()[0]).group(1))
+            results["login_rps_during_reads_rr"] = wrk_rate(flood.communicate()[0])
         else:
             print("books-service could not be set to SCHED_RR (needs root or CAP_SYS_NICE; or "
                   "BENCH_REALTIME=off): its closed-loop flood row is left out", file=sys.stderr)

@@ -20,7 +20,6 @@ request. Needs what deploy/bench.py needs (wrk, psql, PostgreSQL, Redis).
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -121,7 +120,7 @@ class Stack:
             ["wrk", "-t", "2", "-c", "8", "-d", f"{seconds}s", "-s", str(self.scripts["login"]),
              self.login_url],
             env={**os.environ, **self.login_env}, capture_output=True, text=True, check=True).stdout
-        return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        return bench.wrk_rate(out)
 
     def refresh(self):
         chains = {f"BENCH_RT_{n}": self.login()[1]["refresh_token"]
@@ -159,7 +158,7 @@ class Stack:
         logins = bench.login_flood(self.login_url, self.scripts["login"], self.login_env)
         time.sleep(1)
         during = bench.wrk(self.books.port, bench.SECONDS, 8, self.scripts["get"], self.get_env)
-        login_rate = float(re.search(r"Requests/sec:\s+([\d.]+)", logins.communicate()[0]).group(1))
+        login_rate = bench.wrk_rate(logins.communicate()[0])
         return (f"flood GET p99 {during['p99_ms']:.2f} ms / alone {alone['p99_ms']:.2f} ms = "
                 f"{during['p99_ms'] / alone['p99_ms']:.2f}x (GET {during['rps']:.0f} / "
                 f"{alone['rps']:.0f} req/s, logins {login_rate:.1f}/s during)")
