@@ -220,6 +220,15 @@ pub async fn check_every_route(
     }
 }
 
+/// A loopback port no one listens on at the moment of asking (bound and released at once), for
+/// a server a test starts itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// A Redis server of the test's own on a free port (no persistence), so a test can stop and
 /// restart it without touching anyone else's.
 pub struct PrivateRedis {
@@ -229,11 +238,10 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let mut redis = Self { port, child: None };
+        let mut redis = Self {
+            port: free_port(),
+            child: None,
+        };
         redis.restart();
         redis
     }

@@ -53,11 +53,7 @@ async fn hashing_threads_and_only_they_join_the_configured_cpu_cgroup() {
     }
     let _ = std::fs::write(group.join("cpu.idle"), "1");
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = shared::testing::free_port();
     let password = "cgroup-test-Password-7Qx";
     let child = Command::new(env!("CARGO_BIN_EXE_auth-service"))
         .env_clear()

@@ -58,11 +58,7 @@ async fn unknown_kids_cause_one_fetch_per_cooldown_however_many_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn books_starts_before_auth_and_is_ready_once_keys_arrive() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = shared::testing::free_port();
     let vars = |pairs: &[(&str, String)]| -> HashMap<String, String> {
         pairs
             .iter()

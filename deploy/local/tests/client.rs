@@ -427,10 +427,7 @@ async fn every_operation_and_its_typed_errors() {
 
 #[tokio::test]
 async fn an_unreachable_platform_is_a_transport_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = shared::testing::free_port();
     let client = Client::new(&format!("http://127.0.0.1:{port}")).expect("client");
     assert!(matches!(
         client.login("admin", "password").await,

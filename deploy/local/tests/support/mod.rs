@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+pub use shared::testing::free_port;
 pub use stack::*;
 
 /// `authbooks-local <mode>` on `port` with `env`.

@@ -83,14 +83,6 @@ impl Drop for Process {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 pub async fn wait_ready(client: &reqwest::Client, base: &str) {
     for _ in 0..300 {
         let ready = client.get(format!("{base}/readyz")).send().await;
