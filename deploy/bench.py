@@ -237,6 +237,18 @@ def wrk(port, seconds, connections, script, env, threads=2, path=""):
     }
 
 
+def closed_loop_flood(port, get_script, get_env, login_url, login_script, login_env, phase="get"):
+    """The closed-loop flood comparison: 8-connection GETs alone, then the same during a login
+    flood. (alone, during, logins/s during); `phase` names the perf recordings (BENCH_PERF)."""
+    with profiled(f"{phase}-alone"):
+        alone = wrk(port, SECONDS, 8, get_script, get_env)
+    flood = login_flood(login_url, login_script, login_env)
+    time.sleep(1)
+    with profiled(f"{phase}-during-logins"):
+        during = wrk(port, SECONDS, 8, get_script, get_env)
+    return alone, during, wrk_rate(flood.communicate()[0])
+
+
 def login_flood(login_url, script, env):
     """Logins from 8 connections for SECONDS + 2 s, in the background: the flood a GET phase
     started a second later runs inside of. Its stdout is wrk's report."""
@@ -479,26 +491,18 @@ def run(work, run_id, databases, services, ceilings):
     results["login_ceiling_rps"] = (argon2_before + argon2_after) / 2
     failed_logins = re.search(r"Non-2xx or 3xx responses: (\d+)", login_alone)
     results["login_non_2xx"] = int(failed_logins.group(1)) if failed_logins else 0
-    with profiled("get-alone"):
-        results["get_alone"] = wrk(books[0].port, SECONDS, 8, scripts["get"], {**get_env, "BENCH_PATH": "/books/"})
-    flood = login_flood(login_url, scripts["login"], login_env)
-    time.sleep(1)
-    with profiled("get-during-logins"):
-        results["get_during_logins"] = wrk(books[0].port, SECONDS, 8, scripts["get"], {**get_env, "BENCH_PATH": "/books/"})
-    flood_out = flood.communicate()[0]
-    results["login_rps_during_reads"] = wrk_rate(flood_out)
+    books_get = {**get_env, "BENCH_PATH": "/books/"}
+    (results["get_alone"], results["get_during_logins"],
+     results["login_rps_during_reads"]) = closed_loop_flood(
+        books[0].port, scripts["get"], books_get, login_url, scripts["login"], login_env)
     # The same closed loop with books-service's threads at real-time priority, the deployment
     # docs/operating.md describes for a host where reads share cores with hashing.
     with realtime(books[0]) as applied:
         if applied:
-            results["get_alone_rr"] = wrk(books[0].port, SECONDS, 8, scripts["get"],
-                                          {**get_env, "BENCH_PATH": "/books/"})
-            flood = login_flood(login_url, scripts["login"], login_env)
-            time.sleep(1)
-            with profiled("get-during-logins-rr"):
-                results["get_during_logins_rr"] = wrk(books[0].port, SECONDS, 8, scripts["get"],
-                                                      {**get_env, "BENCH_PATH": "/books/"})
-            results["login_rps_during_reads_rr"] = wrk_rate(flood.communicate()[0])
+            (results["get_alone_rr"], results["get_during_logins_rr"],
+             results["login_rps_during_reads_rr"]) = closed_loop_flood(
+                books[0].port, scripts["get"], books_get, login_url, scripts["login"], login_env,
+                phase="get-rr")
         else:
             print("books-service could not be set to SCHED_RR (needs root or CAP_SYS_NICE; or "
                   "BENCH_REALTIME=off): its closed-loop flood row is left out", file=sys.stderr)

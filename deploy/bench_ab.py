@@ -154,11 +154,9 @@ class Stack:
                 f"{ceiling / bench.CORES:.1f}), {switches / done:.1f} context switches a login")
 
     def flood(self):
-        alone = bench.wrk(self.books.port, bench.SECONDS, 8, self.scripts["get"], self.get_env)
-        logins = bench.login_flood(self.login_url, self.scripts["login"], self.login_env)
-        time.sleep(1)
-        during = bench.wrk(self.books.port, bench.SECONDS, 8, self.scripts["get"], self.get_env)
-        login_rate = bench.wrk_rate(logins.communicate()[0])
+        alone, during, login_rate = bench.closed_loop_flood(
+            self.books.port, self.scripts["get"], self.get_env, self.login_url,
+            self.scripts["login"], self.login_env)
         return (f"flood GET p99 {during['p99_ms']:.2f} ms / alone {alone['p99_ms']:.2f} ms = "
                 f"{during['p99_ms'] / alone['p99_ms']:.2f}x (GET {during['rps']:.0f} / "
                 f"{alone['rps']:.0f} req/s, logins {login_rate:.1f}/s during)")
