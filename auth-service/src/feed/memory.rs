@@ -68,18 +68,31 @@ impl MemoryFeed {
 }
 
 impl FeedLog for MemoryFeed {
-    fn since(&self, after: Cursor) -> BoxFuture<'_, Result<Backlog, StoreUnavailable>> {
+    fn since(
+        &self,
+        after: Cursor,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Backlog, StoreUnavailable>> {
         let now = shared::now_unix();
         let log = self.lock();
-        let events = log
-            .events
-            .iter()
-            .filter(|e| e.id > after && e.expires_at > now)
+        // The log is in cursor order: find the first entry after `after` without a scan, so a
+        // reader paging through a long log does not rescan it for every page.
+        let first = log.events.partition_point(|e| e.id <= after);
+        let page: Vec<&FeedEvent> = log.events.range(first..).take(limit).collect();
+        let complete = page.len() < limit;
+        let cursor = match page.last() {
+            Some(last) if !complete => last.id,
+            _ => log.last.max(after),
+        };
+        let events = page
+            .into_iter()
+            .filter(|e| e.expires_at > now)
             .cloned()
             .collect();
         future::ready(Ok(Backlog {
             events,
-            cursor: log.last.max(after),
+            cursor,
+            complete,
         }))
         .boxed()
     }

@@ -122,19 +122,27 @@ async fn follow(
 }
 
 impl FeedLog for RedisFeed {
-    fn since(&self, after: Cursor) -> BoxFuture<'_, Result<Backlog, StoreUnavailable>> {
+    fn since(
+        &self,
+        after: Cursor,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Backlog, StoreUnavailable>> {
         async move {
             let mut connection = self.connection.clone();
             let entries: StreamEntries = redis::cmd("XRANGE")
                 .arg(&self.key)
                 .arg(format!("({after}"))
                 .arg("+")
+                .arg("COUNT")
+                .arg(limit)
                 .query_async(&mut connection)
                 .await?;
+            let complete = entries.len() < limit;
             let (events, last) = events(entries, shared::now_unix());
             Ok(Backlog {
                 events,
                 cursor: last.unwrap_or(after).max(after),
+                complete,
             })
         }
         .boxed()

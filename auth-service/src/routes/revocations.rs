@@ -10,10 +10,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream;
 use serde::Deserialize;
 use shared::{api_errors, AccessClaims, Scope};
-use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::error::AuthError;
-use crate::feed::{Cursor, FeedEvent, FeedLog};
+use crate::feed::{self, Cursor, Item, Subscription};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -63,7 +62,7 @@ async fn snapshot(
     claims: AccessClaims,
 ) -> Result<HttpResponse, AuthError> {
     claims.require_scope(Scope::RevocationsRead)?;
-    let backlog = state.feed.since(Cursor::START).await?;
+    let backlog = feed::read_all(state.feed.as_ref()).await?;
     let items = backlog
         .events
         .iter()
@@ -112,87 +111,26 @@ async fn follow(
         Some(raw) => parse_cursor(&raw)?,
         None => Cursor::START,
     };
-    // Subscribed before reading the backlog: an event appended in between is in one or the
-    // other (or both, and then skipped by its cursor), never in neither.
-    let live = state.feed.subscribe();
-    let backlog = state.feed.since(after).await?;
     let until = tokio::time::Instant::now()
         + Duration::from_secs(claims.remaining_secs(shared::now_unix()));
-    let stream = EventStream {
-        feed: state.feed.clone(),
-        live,
-        pending: backlog.events.into(),
-        sent: after,
-        heartbeat: tokio::time::interval(state.feed_heartbeat),
-        until,
-    };
+    let subscription =
+        Subscription::open(state.feed.clone(), after, state.feed_heartbeat, until).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         // Gateways (nginx) must pass each event on at once.
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(stream::unfold(stream, |mut s| async move {
+        .streaming(stream::unfold(subscription, |mut s| async move {
             s.next()
                 .await
-                .map(|chunk| (Ok::<_, actix_web::Error>(chunk), s))
+                .map(|item| (Ok::<_, actix_web::Error>(sse(item)), s))
         })))
 }
 
-/// The state of one subscriber's stream.
-struct EventStream {
-    feed: std::sync::Arc<dyn FeedLog>,
-    live: broadcast::Receiver<FeedEvent>,
-    pending: std::collections::VecDeque<FeedEvent>,
-    /// The newest cursor sent (or the one resumed from).
-    sent: Cursor,
-    heartbeat: tokio::time::Interval,
-    until: tokio::time::Instant,
-}
-
-impl EventStream {
-    /// What this subscriber missed, from the log; `None` (the stream ends, and the reader
-    /// resumes with `Last-Event-ID`) if the log stays unreadable.
-    async fn catch_up(&self) -> Option<Vec<FeedEvent>> {
-        for attempt in 0..3 {
-            match self.feed.since(self.sent).await {
-                Ok(backlog) => return Some(backlog.events),
-                Err(err) if attempt == 2 => {
-                    tracing::warn!(error = %err, "revocation stream: the log is unreadable; closing");
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-        None
-    }
-
-    /// The next chunk to send, or `None` when the stream ends. The backlog goes first; the
-    /// heartbeat's first tick is immediate, so a comment line follows it at once (a reader that
-    /// takes any line as a sign of life is never "fresh" before it has what it missed).
-    async fn next(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(event) = self.pending.pop_front() {
-                if event.id <= self.sent {
-                    continue;
-                }
-                self.sent = event.id;
-                return Some(Bytes::from(format!(
-                    "id: {}\ndata: {}\n\n",
-                    event.id, event.json
-                )));
-            }
-            tokio::select! {
-                received = self.live.recv() => match received {
-                    Ok(event) => self.pending.push_back(event),
-                    // Fell behind the live buffer: read what was missed from the log.
-                    Err(RecvError::Lagged(_)) => match self.catch_up().await {
-                        Some(events) => self.pending.extend(events),
-                        None => return None,
-                    },
-                    Err(RecvError::Closed) => return None,
-                },
-                _ = self.heartbeat.tick() => return Some(Bytes::from_static(b": keep-alive\n\n")),
-                _ = tokio::time::sleep_until(self.until) => return None,
-            }
-        }
+/// One item as Server-Sent Events lines.
+fn sse(item: Item) -> Bytes {
+    match item {
+        Item::Event(event) => Bytes::from(format!("id: {}\ndata: {}\n\n", event.id, event.json)),
+        Item::KeepAlive => Bytes::from_static(b": keep-alive\n\n"),
     }
 }

@@ -29,6 +29,16 @@ async fn spawn(backend: Backend) -> TestApp {
     .await
 }
 
+/// `GET path` with `token` as the bearer.
+async fn get_as(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn feed_token(app: &TestApp) -> String {
     let admin = admin_token(app).await;
     let client = create_client(app, &admin, &["revocations:read"]).await;
@@ -178,13 +188,7 @@ async fn resuming_from_last_event_id_loses_nothing(backend: Backend) {
     }
     assert_eq!(seen, missed);
     // A cursor this service never issued is a 400, not an empty stream.
-    let bad = app
-        .client
-        .get(app.url("/revocations/stream?cursor=yesterday"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let bad = get_as(&app, "/revocations/stream?cursor=yesterday", &token).await;
     assert_error(bad, StatusCode::BAD_REQUEST, "bad_request").await;
 }
 
@@ -199,13 +203,7 @@ async fn the_snapshot_lists_what_can_still_match_and_needs_the_scope(backend: Ba
     let user = app.signed_up("elke").await;
     app.logout(&user).await;
 
-    let response = app
-        .client
-        .get(app.url("/revocations"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = get_as(&app, "/revocations", &token).await;
 
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
@@ -225,14 +223,88 @@ async fn the_snapshot_lists_what_can_still_match_and_needs_the_scope(backend: Ba
 
     // A user's token, however privileged, is not a feed reader's.
     let admin = admin_token(&app).await;
-    let refused = app
-        .client
-        .get(app.url("/revocations"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let refused = get_as(&app, "/revocations", &admin).await;
     assert_error(refused, StatusCode::FORBIDDEN, "insufficient_role").await;
     let anonymous = app.get("/revocations/stream").await;
     assert_error(anonymous, StatusCode::UNAUTHORIZED, "missing_token").await;
+}
+
+/// Appends `count` token revocations straight to the app's Redis stream (the ledger's own
+/// `XADD`, without the HTTP work of a logout); returns their `jti`s in order.
+async fn append_to_stream(app: &TestApp, count: usize) -> Vec<String> {
+    let client = redis::Client::open(crate::helpers::redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let key = auth_service::feed::stream_key(&app.redis_prefix);
+    let expires_at = shared::now_unix() + 900;
+    let jtis: Vec<String> = (0..count).map(|n| format!("bulk-{n}")).collect();
+    for chunk in jtis.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for jti in chunk {
+            let json = serde_json::json!({"kind": "token", "jti": jti, "expires_at": expires_at});
+            pipe.cmd("XADD")
+                .arg(&key)
+                .arg("*")
+                .arg(auth_service::feed::FIELD)
+                .arg(json.to_string())
+                .ignore();
+        }
+        let () = pipe.query_async(&mut redis).await.unwrap();
+    }
+    jtis
+}
+
+/// The next `count` token events' `jti`s, checking their order on the way.
+async fn token_jtis(events: &mut Events, count: usize) -> Vec<String> {
+    let mut jtis = Vec::with_capacity(count);
+    let mut last = (0, 0);
+    while jtis.len() < count {
+        let (id, event) = events.next(Duration::from_secs(10)).await;
+        assert!(crate_cursor(&id) > last, "in order, once each");
+        last = crate_cursor(&id);
+        if event["kind"] == "token" {
+            jtis.push(event["jti"].as_str().unwrap().to_owned());
+        }
+    }
+    jtis
+}
+
+/// The log is read a page at a time (512 entries): a log of several pages reaches a new reader
+/// and the snapshot whole, in order and once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_of_many_pages_reaches_a_new_reader_whole() {
+    let app = spawn(Backend::Postgres).await;
+    let token = feed_token(&app).await;
+    let appended = append_to_stream(&app, 3 * 512 + 7).await;
+
+    let mut events = Events::open(&app, &token, None).await;
+    assert_eq!(token_jtis(&mut events, appended.len()).await, appended);
+
+    let response = get_as(&app, "/revocations", &token).await;
+    let body: Value = response.json().await.unwrap();
+    let listed: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "token")
+        .map(|i| i["jti"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, appended);
+}
+
+/// A reader that does not read while more than the live buffer (16 384 events) is appended
+/// falls behind it and catches up from the log: it still gets every event, in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_far_behind_gets_every_event_once() {
+    let app = spawn(Backend::Postgres).await;
+    let token = feed_token(&app).await;
+    let mut events = Events::open(&app, &token, None).await;
+    let first = append_to_stream(&app, 1).await;
+    assert_eq!(token_jtis(&mut events, 1).await, first);
+
+    // More than the live buffer and the sockets' buffers hold, while the reader sleeps.
+    let appended = append_to_stream(&app, 60_000).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = token_jtis(&mut events, appended.len()).await;
+    assert_eq!(got.len(), appended.len());
+    assert!(got == appended, "every event, in order, once");
 }
