@@ -696,6 +696,16 @@ def create_client(auth_port, admin_access, scopes):
     return client
 
 
+def service_token(auth_port, client):
+    """An access token of `client` (a service account) by client credentials."""
+    conn = http.client.HTTPConnection("127.0.0.1", auth_port, timeout=10)
+    form = f"grant_type=client_credentials&client_id={client['client_id']}&client_secret={client['client_secret']}"
+    conn.request("POST", "/oauth/token", form, {"content-type": "application/x-www-form-urlencoded"})
+    token = json.loads(conn.getresponse().read())["access_token"]
+    conn.close()
+    return token
+
+
 FEED_SUBSCRIBERS, FEED_EVENTS = 50, 20000
 
 
@@ -703,11 +713,7 @@ def feed_fanout(auth_port, client, stream_key):
     """Events/s delivered to 50 `/revocations/stream` subscribers: FEED_EVENTS revocation events
     are appended to the feed's Redis stream as fast as redis-cli can pipe them (the ledger's own
     XADD, without the HTTP work of a logout), and feed-fanout counts what each subscriber gets."""
-    conn = http.client.HTTPConnection("127.0.0.1", auth_port, timeout=10)
-    form = f"grant_type=client_credentials&client_id={client['client_id']}&client_secret={client['client_secret']}"
-    conn.request("POST", "/oauth/token", form, {"content-type": "application/x-www-form-urlencoded"})
-    token = json.loads(conn.getresponse().read())["access_token"]
-    conn.close()
+    token = service_token(auth_port, client)
     subscribers = subprocess.Popen(
         [str(RELEASE / "feed-fanout")],
         env={**os.environ, "FEED_URL": f"http://127.0.0.1:{auth_port}/revocations/stream",

@@ -4,19 +4,28 @@ build, PostgreSQL + Redis as in deploy/bench.py), then runs the harness's fan-ou
 times in a row (50 subscribers from the start of the stream, 20 000 more events each round) and
 prints auth-service's RSS (now, peak) after each. The stream grows by a round's events each time,
 so a subscriber that held its whole backlog would show here as a peak growing with the rounds.
+Then 16 verifiers take the snapshot (`GET /revocations`) of the whole stream at once, as after a
+deploy that restarts them all, and the peak is printed again.
 
     python3 deploy/feed_memory.py [ROUNDS]      (default 3; AUTH_BIN=<path> for another binary)
 """
+import http.client
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
+
+
+SNAPSHOTS = 16
 
 
 def main():
@@ -50,6 +59,31 @@ def main():
             print(f"round {n} ({n * bench.FEED_EVENTS} events in the stream): "
                   f"{fanout['delivered']} delivered in {fanout['seconds']:.2f} s; "
                   f"RSS {now / 1024:.1f} MB, peak {peak / 1024:.1f} MB", flush=True)
+        token = bench.service_token(port, client)
+        answers = []
+
+        def take_snapshot():
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("GET", "/revocations", headers={"Authorization": f"Bearer {token}"})
+            started = time.monotonic()
+            response = conn.getresponse()
+            body = response.read()
+            seconds = time.monotonic() - started
+            items = len(json.loads(body)["items"]) if response.status == 200 else None
+            answers.append((response.status, items, seconds))
+            conn.close()
+
+        readers = [threading.Thread(target=take_snapshot) for _ in range(SNAPSHOTS)]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join()
+        now, peak = auth.rss_kb()
+        statuses = sorted({status for status, _, _ in answers})
+        items = sorted({n for _, n, _ in answers if n is not None})
+        print(f"{SNAPSHOTS} snapshots at once: statuses {statuses}, items {items}, "
+              f"{min(a[2] for a in answers):.2f}-{max(a[2] for a in answers):.2f} s each; "
+              f"RSS {now / 1024:.1f} MB, peak {peak / 1024:.1f} MB")
     finally:
         if auth:
             auth.stop()

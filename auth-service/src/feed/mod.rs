@@ -90,17 +90,35 @@ pub trait FeedLog: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<FeedEvent>;
 }
 
-/// The whole log: every live event, and the cursor after the last entry. Read a page at a time,
-/// so Redis never builds one reply of a long log (and `XRANGE` needs a bound anyway).
-pub async fn read_all(feed: &dyn FeedLog) -> Result<Backlog, StoreUnavailable> {
-    let mut all = feed.since(Cursor::START, PAGE).await?;
-    while !all.complete {
-        let page = feed.since(all.cursor, PAGE).await?;
-        all.events.extend(page.events);
-        all.cursor = page.cursor;
-        all.complete = page.complete;
+/// The log from its start, a page at a time (`GET /revocations`): a snapshot of any length
+/// is answered holding one page, like a subscriber.
+pub struct Pages {
+    feed: Arc<dyn FeedLog>,
+    /// Where the next page starts; `None` once the last one was read.
+    next: Option<Cursor>,
+    /// The last entry read so far (where a reader of the whole log resumes from).
+    pub cursor: Cursor,
+}
+
+impl Pages {
+    pub fn from_start(feed: Arc<dyn FeedLog>) -> Self {
+        Self {
+            feed,
+            next: Some(Cursor::START),
+            cursor: Cursor::START,
+        }
     }
-    Ok(all)
+
+    /// The next page's live events, or `None` after the last page.
+    pub async fn next(&mut self) -> Result<Option<Vec<FeedEvent>>, StoreUnavailable> {
+        let Some(after) = self.next else {
+            return Ok(None);
+        };
+        let page = self.feed.since(after, PAGE).await?;
+        self.next = (!page.complete).then_some(page.cursor);
+        self.cursor = page.cursor;
+        Ok(Some(page.events))
+    }
 }
 
 /// Parses a field of an event stored as JSON to find its expiry, without trusting it further.

@@ -7,12 +7,12 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::stream;
+use futures_util::{stream, StreamExt};
 use serde::Deserialize;
 use shared::{api_errors, AccessClaims, Scope};
 
 use crate::error::AuthError;
-use crate::feed::{self, Cursor, Item, Subscription};
+use crate::feed::{self, Cursor, FeedEvent, Item, Subscription};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -20,7 +20,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/revocations/stream", web::get().to(follow));
 }
 
-/// One page: every revocation that can still match a live access token, and where to resume.
+/// Every revocation that can still match a live access token, and where to resume. The
+/// answer's shape for the OpenAPI document; `snapshot` writes it a page at a time.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Snapshot {
     /// Revocations as JSON objects: `{"kind": "token", "jti"}`, `{"kind": "session", "sid"}`
@@ -62,18 +63,73 @@ async fn snapshot(
     claims: AccessClaims,
 ) -> Result<HttpResponse, AuthError> {
     claims.require_scope(Scope::RevocationsRead)?;
-    let backlog = feed::read_all(state.feed.as_ref()).await?;
-    let items = backlog
-        .events
-        .iter()
-        .filter_map(|e| serde_json::from_str(&e.json).ok())
-        .collect();
+    let mut pages = feed::Pages::from_start(state.feed.clone());
+    // The first page before answering, so an unreadable log is a 503, not a broken 200.
+    let first = pages.next().await?.unwrap_or_default();
+    let mut body = SnapshotBody {
+        pages,
+        wrote_any: false,
+        done: false,
+    };
+    let opening = body.items(b"{\"items\":[", &first);
+    let rest = stream::unfold(body, |mut body| async move {
+        let chunk = body.next_chunk().await?;
+        Some((chunk, body))
+    });
     Ok(HttpResponse::Ok()
+        .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(Snapshot {
-            items,
-            cursor: backlog.cursor.to_string(),
-        }))
+        .streaming(stream::once(async { Ok(opening) }).chain(rest)))
+}
+
+/// `Snapshot`'s JSON written a page at a time, each item as the log stored it. A log that
+/// becomes unreadable midway ends the body short of its closing `]}` (and the transfer with
+/// an error), which no JSON reader takes for a whole snapshot.
+struct SnapshotBody {
+    pages: feed::Pages,
+    wrote_any: bool,
+    done: bool,
+}
+
+impl SnapshotBody {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, actix_web::Error>> {
+        if self.done {
+            return None;
+        }
+        match self.pages.next().await {
+            Ok(Some(events)) => Some(Ok(self.items(b"", &events))),
+            Ok(None) => {
+                self.done = true;
+                let closing = format!("],\"cursor\":\"{}\"}}", self.pages.cursor);
+                Some(Ok(Bytes::from(closing)))
+            }
+            Err(err) => {
+                self.done = true;
+                tracing::warn!(error = %err, "revocation snapshot: the log became unreadable");
+                Some(Err(actix_web::error::ErrorServiceUnavailable(
+                    "the revocation log is unreadable",
+                )))
+            }
+        }
+    }
+
+    /// `prefix`, then the events as array items. An entry that is not JSON (the ledger writes
+    /// only JSON; this is someone else's write) is left out rather than breaking the body.
+    fn items(&mut self, prefix: &[u8], events: &[FeedEvent]) -> Bytes {
+        let mut chunk = Vec::with_capacity(prefix.len() + events.len() * 128);
+        chunk.extend_from_slice(prefix);
+        for event in events {
+            if serde_json::from_str::<serde::de::IgnoredAny>(&event.json).is_err() {
+                continue;
+            }
+            if self.wrote_any {
+                chunk.push(b',');
+            }
+            self.wrote_any = true;
+            chunk.extend_from_slice(event.json.as_bytes());
+        }
+        Bytes::from(chunk)
+    }
 }
 
 api_errors!(StreamErrors: TOKEN + [InsufficientRole, BadRequest]);

@@ -279,6 +279,22 @@ async fn a_log_of_many_pages_reaches_a_new_reader_whole() {
     let mut events = Events::open(&app, &token, None).await;
     assert_eq!(token_jtis(&mut events, appended.len()).await, appended);
 
+    // An entry that is not JSON (not the ledger's: someone else's write) past the first page
+    // must not break the snapshot's body, which is written a page at a time.
+    let client = redis::Client::open(crate::helpers::redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let key = auth_service::feed::stream_key(&app.redis_prefix);
+    let _: String = redis::cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg(auth_service::feed::FIELD)
+        .arg("{not json")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let later = append_to_stream(&app, 3).await;
+    let appended: Vec<String> = appended.into_iter().chain(later).collect();
+
     let response = get_as(&app, "/revocations", &token).await;
     let body: Value = response.json().await.unwrap();
     let listed: Vec<&str> = body["items"]
@@ -289,6 +305,17 @@ async fn a_log_of_many_pages_reaches_a_new_reader_whole() {
         .map(|i| i["jti"].as_str().unwrap())
         .collect();
     assert_eq!(listed, appended);
+    // The cursor is the log's last entry: following from it misses nothing and repeats nothing.
+    let newest: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XREVRANGE")
+        .arg(&key)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(body["cursor"], newest[0].0.as_str());
 }
 
 /// A reader that does not read while more than the live buffer (16 384 events) is appended
