@@ -69,8 +69,8 @@ pub struct Backlog {
 }
 
 /// How many entries one read of the log returns. A reader that is new on a long log, or far
-/// behind, holds one page at a time: 50 subscribers each holding the whole log took
-/// auth-service's memory from 50 to 130 MB for a 20 000-event log (docs/performance.md).
+/// behind, holds one page at a time: when 50 subscribers each held the whole log,
+/// auth-service's peak grew with it, to 216-249 MB for a 60 000-event log (docs/capacity.md).
 pub const PAGE: usize = 512;
 
 /// How many live events a slow subscriber may fall behind before it re-reads the log (a
