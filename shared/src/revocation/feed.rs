@@ -342,6 +342,8 @@ struct Link {
     cursor: Option<String>,
     /// Whether the server was heard since the last attempt (resets the backoff).
     heard: bool,
+    /// The longest wait for the next part of a snapshot's body ([`REQUEST_TIMEOUT`]).
+    stall_limit: Duration,
 }
 
 impl Link {
@@ -356,6 +358,7 @@ impl Link {
             token: None,
             cursor: None,
             heard: false,
+            stall_limit: REQUEST_TIMEOUT,
         }
     }
 
@@ -421,8 +424,19 @@ impl Link {
             .bearer_auth(token)
             .header(ACCEPT, "application/json")
             .send();
-        let response = check_status(WHAT, within(WHAT, request).await?)?;
-        within(WHAT, response.json()).await
+        let mut response = check_status(WHAT, within(WHAT, request).await?)?;
+        // The snapshot is as long as the log (auth-service writes it a page at a time), so
+        // only a stall fails it: each part must come within the limit, the whole may not.
+        let mut body = Vec::new();
+        loop {
+            match tokio::time::timeout(self.stall_limit, response.chunk()).await {
+                Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+                Ok(Ok(None)) => break,
+                Ok(Err(source)) => return Err(FeedError::Request { what: WHAT, source }),
+                Err(_) => return Err(FeedError::TimedOut { what: WHAT }),
+            }
+        }
+        serde_json::from_slice(&body).map_err(|e| malformed(WHAT, e))
     }
 
     async fn open_stream(&self, token: &str) -> Result<reqwest::Response, FeedError> {
@@ -689,6 +703,85 @@ mod tests {
 
         feed.heard();
         assert!(feed.ready().await.is_ok());
+    }
+
+    /// Serves one `GET` with a chunked JSON body: `parts`, each after `gap`.
+    async fn trickling_server(parts: Vec<String>, gap: Duration) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/revocations", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = socket.read(&mut buffer).await.unwrap();
+                request.extend_from_slice(&buffer[..n]);
+            }
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            for part in parts {
+                tokio::time::sleep(gap).await;
+                let chunk = format!("{:x}\r\n{part}\r\n", part.len());
+                if socket.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+        });
+        url
+    }
+
+    fn link_to(snapshot_url: String, stall_limit: Duration) -> Link {
+        let mut link = Link::new(FeedConfig {
+            stream_url: format!("{snapshot_url}/stream"),
+            snapshot_url,
+            token_url: "http://127.0.0.1:9/oauth/token".into(),
+            client_id: "books".into(),
+            client_secret: ClientSecret::new("unused"),
+        });
+        link.stall_limit = stall_limit;
+        link
+    }
+
+    #[tokio::test]
+    async fn a_long_snapshot_loads_while_its_parts_keep_coming() {
+        // Twelve parts 50 ms apart: the whole takes 600 ms, three times the stall limit.
+        let item = r#"{"kind":"token","jti":"t","expires_at":1}"#;
+        let mut parts = vec![format!("{{\"items\":[{item}")];
+        parts.extend((0..10).map(|_| format!(",{item}")));
+        parts.push(r#"],"cursor":"5-0"}"#.into());
+        let url = trickling_server(parts, Duration::from_millis(50)).await;
+        let link = link_to(url, Duration::from_millis(200));
+
+        let snapshot = link.snapshot("token").await.unwrap();
+        assert_eq!(snapshot.items.len(), 11);
+        assert_eq!(snapshot.cursor, "5-0");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_or_cut_snapshot_is_an_error() {
+        let stalled = trickling_server(
+            vec![r#"{"items":["#.into(), "]".into()],
+            Duration::from_millis(400),
+        )
+        .await;
+        let err = snapshot_error(stalled, Duration::from_millis(200)).await;
+        assert!(matches!(err, FeedError::TimedOut { .. }), "{err}");
+
+        // Ended short of its closing brackets: never taken for the whole log.
+        let cut =
+            trickling_server(vec![r#"{"items":[{"kind":"token""#.into()], Duration::ZERO).await;
+        let err = snapshot_error(cut, Duration::from_secs(2)).await;
+        assert!(matches!(err, FeedError::Malformed { .. }), "{err}");
+    }
+
+    async fn snapshot_error(url: String, stall_limit: Duration) -> FeedError {
+        match link_to(url, stall_limit).snapshot("token").await {
+            Ok(_) => panic!("the snapshot loaded"),
+            Err(err) => err,
+        }
     }
 
     #[test]
