@@ -90,26 +90,27 @@ pub trait FeedLog: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<FeedEvent>;
 }
 
-/// The log from its start, a page at a time (`GET /revocations`): a snapshot of any length
-/// is answered holding one page, like a subscriber.
+/// The log after a cursor, a page at a time: what a subscriber missed, or the whole log for a
+/// snapshot, read holding one page whatever the log's length.
 pub struct Pages {
     feed: Arc<dyn FeedLog>,
     /// Where the next page starts; `None` once the last one was read.
     next: Option<Cursor>,
-    /// The last entry read so far (where a reader of the whole log resumes from).
+    /// The last entry read so far (where a reader of these pages resumes from).
     pub cursor: Cursor,
 }
 
 impl Pages {
-    pub fn from_start(feed: Arc<dyn FeedLog>) -> Self {
+    pub fn after(feed: Arc<dyn FeedLog>, after: Cursor) -> Self {
         Self {
             feed,
-            next: Some(Cursor::START),
-            cursor: Cursor::START,
+            next: Some(after),
+            cursor: after,
         }
     }
 
-    /// The next page's live events, or `None` after the last page.
+    /// The next page's live events, or `None` after the last page. A failed read can be tried
+    /// again: it moves nothing on.
     pub async fn next(&mut self) -> Result<Option<Vec<FeedEvent>>, StoreUnavailable> {
         let Some(after) = self.next else {
             return Ok(None);

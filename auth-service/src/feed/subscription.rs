@@ -4,7 +4,7 @@
 //! The reader subscribes to live events *before* its first read of the log, so an event
 //! appended in between is in one or the other (or both, and then skipped by its cursor), never
 //! in neither. A reader that falls behind the live buffer reads the log again from the last
-//! event it got. Either way it holds at most one page of the log ([`PAGE`]) plus the live
+//! event it got. Either way it holds at most one page of the log ([`super::PAGE`]) plus the live
 //! buffer all readers share, however long the log is.
 
 use std::collections::VecDeque;
@@ -15,7 +15,7 @@ use shared::revocation::StoreUnavailable;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, Interval};
 
-use super::{Cursor, FeedEvent, FeedLog, PAGE};
+use super::{Cursor, FeedEvent, FeedLog, Pages};
 
 /// What a reader gets next.
 #[derive(Debug)]
@@ -31,8 +31,8 @@ pub struct Subscription {
     pending: VecDeque<FeedEvent>,
     /// The newest cursor handed out (or the one resumed from).
     sent: Cursor,
-    /// Where the next page of the log starts, while the reader is catching up on it.
-    behind: Option<Cursor>,
+    /// The log still to read, while the reader is catching up on it.
+    catching_up: Option<Pages>,
     heartbeat: Interval,
     until: Instant,
 }
@@ -47,13 +47,14 @@ impl Subscription {
         until: Instant,
     ) -> Result<Self, StoreUnavailable> {
         let live = feed.subscribe();
-        let first = feed.since(after, PAGE).await?;
+        let mut missed = Pages::after(feed.clone(), after);
+        let first = missed.next().await?.unwrap_or_default();
         Ok(Self {
             feed,
             live,
-            pending: first.events.into(),
+            pending: first.into(),
             sent: after,
-            behind: (!first.complete).then_some(first.cursor),
+            catching_up: Some(missed),
             heartbeat: tokio::time::interval(heartbeat),
             until,
         })
@@ -73,37 +74,26 @@ impl Subscription {
                 self.sent = event.id;
                 return Some(Item::Event(event));
             }
-            if let Some(from) = self.behind {
-                let page = self.read_log(from).await?;
-                self.behind = (!page.complete).then_some(page.cursor);
-                self.pending.extend(page.events);
+            if let Some(missed) = &mut self.catching_up {
+                match next_page(missed).await? {
+                    Some(events) => self.pending.extend(events),
+                    None => self.catching_up = None,
+                }
                 continue;
             }
             tokio::select! {
                 received = self.live.recv() => match received {
                     Ok(event) => self.pending.push_back(event),
                     // Fell behind the live buffer: read what was missed from the log.
-                    Err(RecvError::Lagged(_)) => self.behind = Some(self.sent),
+                    Err(RecvError::Lagged(_)) => {
+                        self.catching_up = Some(Pages::after(self.feed.clone(), self.sent));
+                    }
                     Err(RecvError::Closed) => return None,
                 },
                 _ = self.heartbeat.tick() => return Some(Item::KeepAlive),
                 _ = tokio::time::sleep_until(self.until) => return None,
             }
         }
-    }
-
-    /// One page of the log after `from`, with two retries.
-    async fn read_log(&self, from: Cursor) -> Option<super::Backlog> {
-        for attempt in 0..3 {
-            match self.feed.since(from, PAGE).await {
-                Ok(page) => return Some(page),
-                Err(err) if attempt == 2 => {
-                    tracing::warn!(error = %err, "revocation stream: the log is unreadable; closing");
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-        None
     }
 
     /// Events held for this reader alone (the live buffer is shared by all).
@@ -113,10 +103,25 @@ impl Subscription {
     }
 }
 
+/// The next page of what was missed (`Some(None)` after the last), with two retries; `None`
+/// if the log stays unreadable.
+async fn next_page(missed: &mut Pages) -> Option<Option<Vec<FeedEvent>>> {
+    for attempt in 0..3 {
+        match missed.next().await {
+            Ok(page) => return Some(page),
+            Err(err) if attempt == 2 => {
+                tracing::warn!(error = %err, "revocation stream: the log is unreadable; closing");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::{MemoryFeed, LIVE_BUFFER};
+    use crate::feed::{MemoryFeed, LIVE_BUFFER, PAGE};
     use shared::revocation::Published;
 
     fn revoke(feed: &MemoryFeed, n: usize) {
