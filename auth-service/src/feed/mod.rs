@@ -70,7 +70,7 @@ pub struct Backlog {
 
 /// How many entries one read of the log returns. A reader that is new on a long log, or far
 /// behind, holds one page at a time: when 50 subscribers each held the whole log,
-/// auth-service's peak grew with it, to 216-249 MB for a 60 000-event log (docs/capacity.md).
+/// auth-service's peak grew with it, to 203-246 MB for a 60 000-event log (docs/capacity.md).
 pub const PAGE: usize = 512;
 
 /// How many live events a slow subscriber may fall behind before it re-reads the log (a
